@@ -1,0 +1,1 @@
+"""Datasets: sources, hashing splits and tf.data pipelines."""

@@ -1,0 +1,75 @@
+"""Loads a tensorflow-datasets image classification set into memory.
+
+Offline, a tfds download retries for minutes before it gives up. Users need an
+answer in seconds, so before downloading we check that the download host is
+reachable, and fail with one line naming what to pass instead.
+"""
+
+import logging
+import socket
+
+import numpy as np
+
+from dhe_tf.errors import DataUnavailableError
+
+# Where tfds downloads each dataset from (the host of its download URL).
+DOWNLOAD_HOSTS = {
+    "cifar10": "www.cs.toronto.edu",
+    "mnist": "storage.googleapis.com",
+    "fashion_mnist": "storage.googleapis.com",
+}
+
+
+def host_reachable(host, *, port=443, timeout=5.0):
+  """Whether a TCP connection to `host:port` opens within `timeout` seconds."""
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+  except OSError:
+    return False
+  return True
+
+
+def _prepared_builder(name, data_dir):
+  """Returns (tfds builder, whether its data is already prepared)."""
+  # tfds warns about every variant folder it probes; the caller reports the
+  # one thing that matters (prepared or not), so hush absl meanwhile.
+  import tensorflow_datasets as tfds  # Imported here: slow, and rarely needed.
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    return builder, builder.is_prepared()
+  finally:
+    absl_logger.setLevel(level)
+
+
+def load_all(name, *, data_dir=None):
+  """Returns every image of tfds dataset `name`, train then test.
+
+  Args:
+    name: a key of DOWNLOAD_HOSTS.
+    data_dir: the tensorflow-datasets directory; None means tfds' default
+      (~/tensorflow_datasets).
+
+  Returns:
+    (images uint8 [N, H, W, C], class ids int64 [N]).
+
+  Raises:
+    DataUnavailableError: the data is not prepared in `data_dir` and its
+      download host cannot be reached.
+  """
+  builder, prepared = _prepared_builder(name, data_dir)
+  if not prepared:
+    host = DOWNLOAD_HOSTS[name]
+    if not host_reachable(host):
+      raise DataUnavailableError(
+          f"{name} is not prepared in {builder.data_dir} and {host} cannot be "
+          f"reached to download it: run `tfds build {name} --data_dir=DIR` on "
+          f"a machine with internet, copy DIR here and pass --data_dir=DIR.")
+    builder.download_and_prepare()
+  import tensorflow_datasets as tfds
+  data = builder.as_dataset(split="train+test", batch_size=-1,
+                            as_supervised=True)
+  images, labels = tfds.as_numpy(data)
+  return images.astype(np.uint8), labels.astype(np.int64)

@@ -1,0 +1,146 @@
+"""The Hamming embedding loss of DHE, and the pairwise quantities it is made of.
+
+With sigmoid activations u ∈ (0, 1)^K of the hash layer, the relaxed Hamming
+distance
+
+    d(u_i, u_j) = Σ_k [u_ik (1 − u_jk) + (1 − u_ik) u_jk]
+                = Σ_k u_ik + Σ_k u_jk − 2 u_i·u_j
+
+is the expected number of differing bits when bit k of image i is drawn as 1
+with probability u_ik, and equals the true Hamming distance when u is binary.
+Training on d therefore optimises the very distance used for retrieval.
+"""
+
+import keras
+from keras import ops
+
+
+def pairwise_similarity(labels):
+  """Returns s [N, N]: s_ij = 1 when images i and j share at least one label.
+
+  Args:
+    labels: class ids [N] or [N, 1], or one-hot / multi-hot [N, C] (C > 1).
+  """
+  labels = ops.convert_to_tensor(labels)
+  if len(labels.shape) == 1 or labels.shape[-1] == 1:
+    ids = ops.reshape(labels, (-1,))
+    return ops.cast(ops.equal(ids[:, None], ids[None, :]), "float32")
+  labels = ops.cast(labels, "float32")
+  shared = ops.matmul(labels, ops.transpose(labels))
+  return ops.cast(shared > 0.5, "float32")
+
+
+def relaxed_hamming_distance(u):
+  """Returns d [N, N], the relaxed Hamming distance between all rows of u.
+
+  Args:
+    u: float [N, K], activations in [0, 1].
+
+  d_ij = Σ_k u_ik + Σ_k u_jk − 2 u_i·u_j, clipped at 0 against float error.
+  """
+  totals = ops.sum(u, axis=-1)
+  d = totals[:, None] + totals[None, :] - 2.0 * ops.matmul(u, ops.transpose(u))
+  return ops.maximum(d, 0.0)
+
+
+def _masked_mean(values, mask):
+  # Mean of `values` where mask is 1; 0 when the mask is empty (e.g. a batch
+  # without a single similar pair), so the loss stays finite.
+  return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def hamming_embedding_loss(labels, u, *, margin=0.5, similar_weight=1.0,
+                           dissimilar_weight=1.0, quantization_weight=0.1):
+  """The DHE loss of one batch; see HammingEmbeddingLoss for the formula.
+
+  Args:
+    labels: class ids [N] / [N, 1], or one-hot / multi-hot [N, C].
+    u: float [N, K], sigmoid activations of the hash layer.
+    margin, similar_weight, dissimilar_weight, quantization_weight: as in
+      HammingEmbeddingLoss.
+
+  Returns:
+    float scalar.
+  """
+  u = ops.convert_to_tensor(u)
+  n = ops.shape(u)[0]
+  bits = ops.cast(ops.shape(u)[1], u.dtype)
+  off_diagonal = 1.0 - ops.eye(n, dtype=u.dtype)
+  s = ops.cast(pairwise_similarity(labels), u.dtype) * off_diagonal
+  dissimilar = (1.0 - s) * off_diagonal
+  distance = relaxed_hamming_distance(u) / bits
+  pull = _masked_mean(distance, s)
+  push = _masked_mean(ops.relu(margin - distance), dissimilar)
+  quantization = ops.mean(4.0 * u * (1.0 - u))
+  return (similar_weight * pull + dissimilar_weight * push +
+          quantization_weight * quantization)
+
+
+@keras.saving.register_keras_serializable(package="dhe_tf")
+class HammingEmbeddingLoss(keras.losses.Loss):
+  """Hamming embedding loss: label similarity preserved in Hamming space.
+
+  For a batch of N images with hash-layer activations u ∈ (0, 1)^{N×K}, let
+  d_ij be the relaxed Hamming distance (module docstring), d̂_ij = d_ij / K its
+  fraction of the code length, S the ordered pairs i ≠ j that share at least
+  one label and D the other pairs i ≠ j. Then
+
+      L = α · mean_{(i,j)∈S} d̂_ij
+        + β · mean_{(i,j)∈D} max(0, m − d̂_ij)
+        + λ · mean_{i,k} 4 u_ik (1 − u_ik)
+
+  The first term pulls similar pairs together, the second pushes dissimilar
+  pairs at least m·K bits apart, the third drives activations to 0 or 1 so
+  thresholding at 0.5 loses little (it is 1 at u = 0.5 and 0 at u ∈ {0, 1}).
+  S and D are averaged separately, so the many dissimilar pairs of a
+  single-label batch do not drown the few similar ones. The margin is a
+  fraction of K so that one value serves every code length. The loss is
+  computed over all pairs of the batch it is given (under tf.distribute: of
+  each replica's batch).
+
+  Args:
+    margin: m, the fraction of bits that dissimilar pairs should differ in.
+      Default 0.5: the expected distance of random codes.
+    similar_weight: α, weight of the pull on similar pairs. Default 1.0.
+    dissimilar_weight: β, weight of the push on dissimilar pairs. Default 1.0.
+    quantization_weight: λ, weight of the quantization term. Default 0.1.
+    name: name of the loss. Default "hamming_embedding_loss".
+    **kwargs: forwarded to keras.losses.Loss (reduction, dtype).
+
+  `y_true` holds labels: class ids [N] / [N, 1] or one-hot / multi-hot
+  [N, C]; `y_pred` the activations [N, K]. The result is one scalar per batch.
+
+  Example:
+
+  >>> loss = HammingEmbeddingLoss(margin=0.5)
+  >>> labels = [[1., 0.], [1., 0.], [0., 1.]]
+  >>> codes = [[1., 1.], [1., 1.], [0., 0.]]
+  >>> float(loss(labels, codes))  # similar pairs equal, dissimilar 2 bits apart
+  0.0
+
+  Reference: the Deep Hamming Embedding hashing paper (see ../shared/seed);
+  it extends DLBHC (Lin et al., "Deep learning of binary hash codes for fast
+  image retrieval", CVPRW 2015) with a loss defined in Hamming space.
+  """
+
+  def __init__(self, margin=0.5, similar_weight=1.0, dissimilar_weight=1.0,
+               quantization_weight=0.1, name="hamming_embedding_loss",
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.margin = margin
+    self.similar_weight = similar_weight
+    self.dissimilar_weight = dissimilar_weight
+    self.quantization_weight = quantization_weight
+
+  def call(self, y_true, y_pred):
+    return hamming_embedding_loss(
+        y_true, y_pred, margin=self.margin, similar_weight=self.similar_weight,
+        dissimilar_weight=self.dissimilar_weight,
+        quantization_weight=self.quantization_weight)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(margin=self.margin, similar_weight=self.similar_weight,
+                  dissimilar_weight=self.dissimilar_weight,
+                  quantization_weight=self.quantization_weight)
+    return config

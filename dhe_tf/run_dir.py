@@ -1,0 +1,98 @@
+"""The run directory: where a training run leaves everything it produced.
+
+    RUN/flags.json      the configuration the run used
+    RUN/split.npz       indices of the query / train / database images
+    RUN/logs/           TensorBoard event files
+    RUN/model.keras     the trained model
+    RUN/metrics.json    retrieval quality on the queries
+
+Every file is written to a temporary name and renamed into place, so a crash
+never leaves a truncated file under the final name.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from dhe_tf.errors import ConfigError
+
+
+def default_path(dataset, bits, root="runs"):
+  """A fresh directory name: runs/<dataset>_<bits>bits_<timestamp>."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+  return os.path.join(root, f"{dataset}_{bits}bits_{stamp}")
+
+
+def create(path):
+  """Creates `path` (and parents) and checks it is writable.
+
+  Returns:
+    The directories this call created, outermost first; `remove_created`
+    deletes them again when a run fails before it produced anything.
+
+  Raises:
+    ConfigError: the directory cannot be created or written to.
+  """
+  created = []
+  parent = os.path.abspath(path)
+  while not os.path.exists(parent):
+    created.insert(0, parent)
+    parent = os.path.dirname(parent)
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    remove_created(created)
+    raise ConfigError(f"Cannot write to model_dir={path}: {e.strerror}") from e
+  if not os.path.isdir(path):
+    raise ConfigError(f"model_dir is not a directory. Received: {path}")
+  return created
+
+
+def remove_created(created):
+  """Deletes what `create` made (outermost first), ignoring what is gone."""
+  if created:
+    shutil.rmtree(created[0], ignore_errors=True)
+
+
+def _replace_into(path, write):
+  directory, name = os.path.split(path)
+  stem, suffix = os.path.splitext(name)
+  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=directory)
+  os.close(fd)
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path, value):
+  """Writes `value` as indented JSON to `path`, atomically."""
+  def write(tmp):
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(value, f, indent=2, sort_keys=True)
+      f.write("\n")
+  _replace_into(path, write)
+
+
+def read_json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def write_split(path, split):
+  """Writes the split's index arrays ("query", "train", ...) to an .npz."""
+  _replace_into(path, lambda tmp: np.savez(tmp, **split))
+
+
+def save_model(path, model):
+  """Saves a Keras model to a `.keras` file, atomically."""
+  _replace_into(path, model.save)

@@ -1,0 +1,121 @@
+r"""Trains a DHE hashing model, saves it and reports retrieval mAP.
+
+    python -m dhe_tf.train --bits=32                    # embedded data, ~2 min
+    python -m dhe_tf.train --flagfile=flags/cifar10_vgg16_32bits.flags
+    tensorboard --logdir runs/
+
+Writes into --model_dir (default: a new directory under runs/): flags.json,
+split.npz, logs/ (TensorBoard), model.keras and metrics.json. Bad flags and
+missing data or weights are reported in one line, with exit status 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from dhe_tf import training
+from dhe_tf import run_dir
+from dhe_tf.errors import ConfigError
+from dhe_tf.errors import DataUnavailableError
+
+_DEFAULTS = training.TrainConfig()
+
+flags.DEFINE_integer("bits", _DEFAULTS.bits, "Code length K: units of the "
+                     "hash layer.")
+flags.DEFINE_string("dataset", _DEFAULTS.dataset,
+                    "Dataset: embedded, fashion_mnist, mnist or cifar10.")
+flags.DEFINE_string("protocol", _DEFAULTS.protocol,
+                    "Query/train/database split protocol (1k5k: 100 queries "
+                    "and 500 training images per class, database = the rest).")
+flags.DEFINE_integer("split_seed", _DEFAULTS.split_seed,
+                     "Seed of the split; fixed so runs are comparable.")
+flags.DEFINE_string("data_dir", _DEFAULTS.data_dir,
+                    "Directory with the dataset: IDX files for (fashion_)mnist"
+                    ", a tensorflow-datasets directory for cifar10.")
+flags.DEFINE_string("backbone", _DEFAULTS.backbone,
+                    "CNN: small_cnn, vgg16 (up to fc7) or resnet50 (pooled).")
+flags.DEFINE_string("weights", "none",
+                    "Backbone weights: imagenet, none, or a weights file.")
+flags.DEFINE_integer("image_size", 0, "Side of the images the pretrained "
+                     "backbones see (resized in the graph); 0 = 224.")
+flags.DEFINE_list("fc_units", [], "Sizes of ReLU layers between the backbone "
+                  "and the hash layer, e.g. 512,256.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                     "Images per training batch (the loss uses all pairs).")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam step size.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights and shuffling.")
+flags.DEFINE_float("hash_loss_weight", _DEFAULTS.hash_loss_weight,
+                   "Weight of the Hamming embedding loss on the hash layer.")
+flags.DEFINE_float("classification_weight", _DEFAULTS.classification_weight,
+                   "Weight of the cross-entropy of the classifier on top of "
+                   "the hash layer (0: no classification loss).")
+flags.DEFINE_float("margin", _DEFAULTS.margin, "Fraction of the bits that "
+                   "dissimilar pairs are pushed apart to.")
+flags.DEFINE_float("similar_weight", _DEFAULTS.similar_weight,
+                   "Weight of the pull on similar pairs.")
+flags.DEFINE_float("dissimilar_weight", _DEFAULTS.dissimilar_weight,
+                   "Weight of the push on dissimilar pairs.")
+flags.DEFINE_float("quantization_weight", _DEFAULTS.quantization_weight,
+                   "Weight of the term driving activations to 0 or 1.")
+flags.DEFINE_integer("topk", 0, "k of mAP@k; 0 = the dataset's default.")
+flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size,
+                     "Images per batch when encoding queries and database.")
+flags.DEFINE_string("jit_compile", _DEFAULTS.jit_compile,
+                    "XLA: auto (on GPU only), true or false.")
+flags.DEFINE_string("model_dir", None,
+                    "Run directory; default: a new directory under runs/.")
+
+FLAGS = flags.FLAGS
+
+
+def _parse_units(values):
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise ConfigError("fc_units must be integers, e.g. 512,256. "
+                      f"Received: fc_units={','.join(values)}") from None
+
+
+def config_from_flags():
+  """The TrainConfig the command line asks for."""
+  return training.TrainConfig(
+      bits=FLAGS.bits, dataset=FLAGS.dataset, protocol=FLAGS.protocol,
+      split_seed=FLAGS.split_seed, data_dir=FLAGS.data_dir,
+      backbone=FLAGS.backbone, weights=FLAGS.weights,
+      image_size=FLAGS.image_size or None,
+      fc_units=_parse_units(FLAGS.fc_units),
+      epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
+      hash_loss_weight=FLAGS.hash_loss_weight,
+      classification_weight=FLAGS.classification_weight,
+      margin=FLAGS.margin, similar_weight=FLAGS.similar_weight,
+      dissimilar_weight=FLAGS.dissimilar_weight,
+      quantization_weight=FLAGS.quantization_weight,
+      topk=FLAGS.topk or None, eval_batch_size=FLAGS.eval_batch_size,
+      jit_compile=FLAGS.jit_compile)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = config_from_flags()
+    model_dir = FLAGS.model_dir or run_dir.default_path(config.dataset,
+                                                        config.bits)
+    results = training.train(config, model_dir)
+  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
+    print(f"dhe_tf.train: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"mAP@{results['topk']} = {results['mAP']:.4f} "
+        f"({results['bits']} bits, {results['dataset']}, "
+        f"{results['num_queries']} queries × {results['num_database']} "
+        f"database) → {model_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,29 @@
+"""dhe_tf: deep supervised hashing for image retrieval in Keras 3 / TensorFlow."""
+
+import setuptools
+
+setuptools.setup(
+    name="dhe_tf",
+    version="0.1.0",
+    description=("Deep Hamming Embedding hashing: train a CNN that maps images "
+                 "to short binary codes, evaluate retrieval, export, search."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["dhe_tf", "dhe_tf.*"]),
+    package_data={"dhe_tf.data": ["fashion_mnist_1k.npz",
+                                  "fashion_mnist_1k.LICENSE"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",  # 2.16 is the first release built on Keras 3.
+        "keras>=3",
+        "tensorflow-datasets>=4.9",
+        # tensorflow-datasets 4.9.10 imports it without declaring it.
+        "importlib_resources",
+        "numpy>=2",  # np.bitwise_count for popcount.
+        "absl-py",
+        "tensorboard",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,109 @@
+"""The Hamming embedding loss against its formula, on hand-made batches."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dhe_tf import losses
+
+
+def test_relaxed_distance_equals_hamming_distance_on_binary_codes():
+  codes = np.random.default_rng(0).integers(0, 2, (20, 13)).astype("float32")
+  exact = (codes[:, None, :] != codes[None, :, :]).sum(-1)
+  relaxed = keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(codes))
+  np.testing.assert_allclose(relaxed, exact, atol=1e-5)
+
+
+def test_relaxed_distance_is_expected_number_of_differing_bits():
+  # u = (0.5, 1) vs (0, 0): bit 0 differs w.p. 0.5, bit 1 always: 1.5.
+  u = np.array([[0.5, 1.0], [0.0, 0.0]], "float32")
+  d = keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(u))
+  np.testing.assert_allclose(d, [[0.5, 1.5], [1.5, 0.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("labels", [
+    [0, 0, 1, 2],                                   # class ids
+    [[0], [0], [1], [2]],                           # class ids [N, 1]
+    np.eye(3, dtype="float32")[[0, 0, 1, 2]],       # one-hot
+])
+def test_similarity_of_single_labels(labels):
+  s = keras.ops.convert_to_numpy(losses.pairwise_similarity(labels))
+  expected = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+  np.testing.assert_array_equal(s, expected)
+
+
+def test_similarity_of_multi_hot_labels_is_sharing_one_label():
+  labels = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]], "float32")
+  s = keras.ops.convert_to_numpy(losses.pairwise_similarity(labels))
+  np.testing.assert_array_equal(s, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+
+
+def test_loss_equals_formula_on_hand_made_batch():
+  # K = 2 bits; images 0 and 1 share class 0, image 2 is class 1.
+  u = np.array([[0.9, 0.2], [0.6, 0.2], [0.1, 0.7]], "float32")
+  labels = [0, 0, 1]
+  # d01 = .9*.4 + .1*.6 + .2*.8 + .8*.2 = 0.36 + 0.06 + 0.16 + 0.16 = 0.74
+  # d02 = .9*.9 + .1*.1 + .2*.3 + .8*.7 = 0.81 + 0.01 + 0.06 + 0.56 = 1.44
+  # d12 = .6*.9 + .4*.1 + .2*.3 + .8*.7 = 0.54 + 0.04 + 0.06 + 0.56 = 1.20
+  pull = 0.74 / 2                                     # mean over S = {01, 10}
+  push = (max(0, 0.8 - 1.44 / 2) + max(0, 0.8 - 1.20 / 2)) / 2   # 0.08, 0.2
+  quantization = 4 * np.mean(u * (1 - u))
+  expected = 2.0 * pull + 0.5 * push + 0.3 * quantization
+  loss = losses.HammingEmbeddingLoss(margin=0.8, similar_weight=2.0,
+                                     dissimilar_weight=0.5,
+                                     quantization_weight=0.3)
+  assert float(loss(labels, u)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_perfect_codes_have_zero_loss():
+  labels = np.eye(2, dtype="float32")[[0, 0, 1]]
+  codes = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1]], "float32")
+  assert float(losses.HammingEmbeddingLoss()(labels, codes)) == 0.0
+
+
+def test_loss_decreases_when_similar_pair_moves_closer():
+  labels = [0, 0, 1]
+  far = np.array([[0.9, 0.9], [0.2, 0.3], [0.1, 0.5]], "float32")
+  near = far.copy()
+  near[1] = [0.7, 0.8]
+  loss = losses.HammingEmbeddingLoss(quantization_weight=0.0)
+  assert float(loss(labels, near)) < float(loss(labels, far))
+
+
+def test_batch_without_similar_pairs_is_finite():
+  u = np.array([[0.3, 0.6], [0.8, 0.1]], "float32")
+  value = float(losses.HammingEmbeddingLoss()([0, 1], u))
+  assert np.isfinite(value)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e-7, 1 - 1e-7, 1.0])
+def test_gradients_are_finite_at_saturated_activations(value):
+  u = tf.Variable(np.full((4, 6), value, "float32"))
+  labels = tf.constant([0, 0, 1, 1])
+  with tf.GradientTape() as tape:
+    loss = losses.HammingEmbeddingLoss()(labels, u)
+  gradient = tape.gradient(loss, u).numpy()
+  assert np.all(np.isfinite(gradient))
+  assert np.isfinite(float(loss))
+
+
+def test_multi_hot_labels_pull_images_sharing_one_concept():
+  labels = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 0]], "float32")
+  u = np.array([[1, 0], [0, 1], [0, 1]], "float32")
+  # Pairs sharing a concept: (0,1) at distance 2 of 2 bits → pull = 1.
+  # Dissimilar: (0,2) at 2/2 → no push; (1,2) at 0 → push 0.5. Mean 0.25.
+  loss = losses.HammingEmbeddingLoss(quantization_weight=0.0)
+  assert float(loss(labels, u)) == pytest.approx(1.0 + 0.25)
+
+
+def test_config_round_trip():
+  loss = losses.HammingEmbeddingLoss(margin=0.4, similar_weight=2.0,
+                                     dissimilar_weight=3.0,
+                                     quantization_weight=0.01, name="he")
+  restored = losses.HammingEmbeddingLoss.from_config(loss.get_config())
+  assert restored.get_config() == loss.get_config()
+  serialized = keras.saving.serialize_keras_object(loss)
+  again = keras.saving.deserialize_keras_object(serialized)
+  assert isinstance(again, losses.HammingEmbeddingLoss)
+  assert again.margin == 0.4 and again.quantization_weight == 0.01
