@@ -57,7 +57,8 @@ flags.DEFINE_float("classification_weight", _DEFAULTS.classification_weight,
 flags.DEFINE_float("margin", _DEFAULTS.margin, "Fraction of the bits that "
                    "dissimilar pairs are pushed apart to.")
 flags.DEFINE_float("similar_weight", _DEFAULTS.similar_weight,
-                   "Weight of the pull on similar pairs.")
+                   "Weight of the pull on similar pairs (the push has weight "
+                   "--dissimilar_weight).")
 flags.DEFINE_float("dissimilar_weight", _DEFAULTS.dissimilar_weight,
                    "Weight of the push on dissimilar pairs.")
 flags.DEFINE_float("quantization_weight", _DEFAULTS.quantization_weight,

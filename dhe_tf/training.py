@@ -43,8 +43,8 @@ class TrainConfig:
   seed: int = 0
   hash_loss_weight: float = 1.0
   classification_weight: float = 1.0
-  margin: float = 0.5
-  similar_weight: float = 1.0
+  margin: float = 0.6
+  similar_weight: float = 0.25
   dissimilar_weight: float = 1.0
   quantization_weight: float = 0.1
   topk: int | None = None

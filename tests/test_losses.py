@@ -93,7 +93,8 @@ def test_multi_hot_labels_pull_images_sharing_one_concept():
   u = np.array([[1, 0], [0, 1], [0, 1]], "float32")
   # Pairs sharing a concept: (0,1) at distance 2 of 2 bits → pull = 1.
   # Dissimilar: (0,2) at 2/2 → no push; (1,2) at 0 → push 0.5. Mean 0.25.
-  loss = losses.HammingEmbeddingLoss(quantization_weight=0.0)
+  loss = losses.HammingEmbeddingLoss(margin=0.5, similar_weight=1.0,
+                                     quantization_weight=0.0)
   assert float(loss(labels, u)) == pytest.approx(1.0 + 0.25)
 
 
