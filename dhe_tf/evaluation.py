@@ -1,15 +1,25 @@
-"""Retrieval evaluation of a trained model: encode, rank, score.
+"""Retrieval evaluation of a trained model: encode, rank, score, picture.
 
-Queries and database are encoded with the hash layer (bit = activation ≥ 0.5),
-the database is ranked by Hamming distance to each query (ties by database
-index), and mAP is computed with dhe_tf.metrics.
+Queries and database are encoded with the hash layer (bit = activation ≥ 0.5)
+and the database is ranked by Hamming distance to each query, ties broken by
+database index (see dhe_tf.metrics for every convention). `evaluate_run` is
+what both `dhe_tf.train` (at the end of training) and `dhe_tf.evaluate` call.
 """
 
+import os
+
+import keras
 import numpy as np
+import tensorflow as tf
 
 from dhe_tf import metrics
 from dhe_tf import model as model_lib
+from dhe_tf import plots
+from dhe_tf import run_dir
 from dhe_tf.data import pipeline
+
+PRECISION_AT = (100, 500, 1000)
+RADIUS = 2
 
 
 def encode(model, dataset, *, batch_size):
@@ -27,31 +37,152 @@ def encode(model, dataset, *, batch_size):
   return np.concatenate(codes), np.concatenate(labels)
 
 
-def evaluate(model, data, *, batch_size=256, topk=None):
-  """Scores `model` on the query and database parts of `data`.
+def retrieval_metrics(query_codes, query_labels, database_codes,
+                      database_labels, *, topk=None):
+  """Every retrieval number we report, from codes and labels.
+
+  Args:
+    query_codes, database_codes: 0/1 [Q, K] and [N, K].
+    query_labels, database_labels: one-hot / multi-hot [Q, C] and [N, C].
+    topk: k of mAP@k, None for the whole database.
+
+  Returns:
+    (results, (precision [K+1], recall [K+1])): results holds "mAP",
+    "topk" ("all" or k), "P@H<=2" and "R@H<=2" (mean precision and recall of
+    the items within Hamming radius 2; a query that retrieves nothing there
+    has precision 0) and "P@N" for N in PRECISION_AT not above the database
+    size; the curve is over Hamming radii 0..K.
+  """
+  args = (query_codes, query_labels, database_codes, database_labels)
+  precision, recall = metrics.precision_recall_curve(*args)
+  radius = min(RADIUS, query_codes.shape[1])
+  results = {
+      "mAP": float(metrics.mean_average_precision(*args, topk=topk)),
+      "topk": "all" if topk is None else int(topk),
+      "P@H<=2": float(precision[radius]),
+      "R@H<=2": float(recall[radius]),
+  }
+  ns = [n for n in PRECISION_AT if n <= len(database_codes)]
+  if ns:
+    for n, value in metrics.precision_at_n(*args, ns=ns).items():
+      results[f"P@{n}"] = float(value)
+  return results, (precision, recall)
+
+
+def images_at(dataset, indices):
+  """Returns uint8 images [len(indices), H, W, C] at positions of `dataset`.
+
+  One pass over the dataset, keeping only the wanted positions, so it works
+  for databases too large to hold in memory.
+  """
+  wanted = np.unique(np.asarray(indices, np.int64))
+  table = tf.constant(wanted)
+  kept = dataset.enumerate().filter(
+      lambda i, item: tf.reduce_any(tf.equal(i, table)))
+  by_index = {int(i): image.numpy() for i, (image, _) in kept}
+  return np.stack([by_index[int(i)] for i in np.ravel(indices)]).reshape(
+      np.shape(indices) + next(iter(by_index.values())).shape)
+
+
+def _retrieval_picture(data, query_codes, query_labels, database_codes,
+                       database_labels, path, *, title, rows=8, k=10):
+  shown = np.unique(np.linspace(0, len(query_codes) - 1, rows).astype(int))
+  top, distances = metrics.retrieve(query_codes[shown], database_codes, k)
+  relevant = np.take_along_axis(
+      metrics.relevance(query_labels[shown], database_labels), top, axis=1)
+  return plots.retrievals(images_at(data.parts["query"], shown),
+                          images_at(data.parts["database"], top),
+                          relevant, distances, path, title=title)
+
+
+def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
+                 extra=None):
+  """Scores `model` on `data`'s queries and database, writing the results.
+
+  Writes into model_dir: metrics.json (retrieval_metrics plus "bits",
+  "dataset", "num_queries", "num_database" and `extra`; keys already there
+  that this evaluation does not compute, such as train_seconds, are kept),
+  pr_curve.png and retrievals.png.
 
   Args:
     model: a model from dhe_tf.model.build_model.
     data: a dhe_tf.data.datasets.HashingDataset.
+    model_dir: the run directory.
     batch_size: images per encoding batch.
     topk: k of mAP@k; None uses the dataset's default (None there: all).
+    extra: more entries for metrics.json.
 
   Returns:
-    dict: "mAP", "topk" ("all" or k), "bits", "num_queries",
-    "num_database".
+    (results dict, PNG bytes of the precision–recall curve).
   """
   topk = topk or data.topk
   query_codes, query_labels = encode(model, data.parts["query"],
                                      batch_size=batch_size)
   database_codes, database_labels = encode(model, data.parts["database"],
                                            batch_size=batch_size)
-  mean_ap = metrics.mean_average_precision(query_codes, query_labels,
-                                           database_codes, database_labels,
-                                           topk=topk)
-  return {
-      "mAP": float(mean_ap),
-      "topk": "all" if topk is None else int(topk),
-      "bits": int(query_codes.shape[1]),
-      "num_queries": int(len(query_codes)),
-      "num_database": int(len(database_codes)),
-  }
+  results, (precision, recall) = retrieval_metrics(
+      query_codes, query_labels, database_codes, database_labels, topk=topk)
+  results.update(bits=int(query_codes.shape[1]), dataset=data.name,
+                 num_queries=len(query_codes),
+                 num_database=len(database_codes), **(extra or {}))
+  title = (f"{data.name}, {results['bits']} bits: "
+           f"mAP@{results['topk']} = {results['mAP']:.3f}")
+  curve = plots.pr_curve(precision, recall,
+                         os.path.join(model_dir, "pr_curve.png"), title=title)
+  _retrieval_picture(data, query_codes, query_labels, database_codes,
+                     database_labels, os.path.join(model_dir,
+                                                   "retrievals.png"),
+                     title=f"{title} — top 10 (green: shares a label)")
+  path = os.path.join(model_dir, "metrics.json")
+  previous = run_dir.read_json(path) if os.path.exists(path) else {}
+  run_dir.write_json(path, {**previous, **results})
+  return results, curve
+
+
+class ValidationMAP(keras.callbacks.Callback):
+  """Logs mAP on a held-out validation split to TensorBoard every N epochs.
+
+  The validation queries are training images held out from fitting (never
+  the test queries); the validation database is the images fitted on. The
+  scalar is written as "epoch_mAP" under logs/validation, beside the loss
+  curves of keras.callbacks.TensorBoard.
+
+  Args:
+    queries: unbatched (image, label) dataset of validation queries.
+    database: unbatched (image, label) dataset of validation database.
+    log_dir: TensorBoard directory of the validation run (RUN/logs/validation).
+    every: evaluate after every `every`-th epoch and after the last one.
+    epochs: the number of epochs of the run.
+    batch_size: images per encoding batch.
+    topk: k of mAP@k, None for all.
+  """
+
+  def __init__(self, queries, database, log_dir, *, every, epochs,
+               batch_size=256, topk=None):
+    super().__init__()
+    self.queries = queries
+    self.database = database
+    self.every = every
+    self.epochs = epochs
+    self.batch_size = batch_size
+    self.topk = topk
+    self.writer = tf.summary.create_file_writer(log_dir)
+    self.history = {}
+
+  def on_epoch_end(self, epoch, logs=None):
+    done = epoch + 1
+    if done % self.every and done != self.epochs:
+      return
+    query_codes, query_labels = encode(self.model, self.queries,
+                                       batch_size=self.batch_size)
+    database_codes, database_labels = encode(self.model, self.database,
+                                             batch_size=self.batch_size)
+    value = float(metrics.mean_average_precision(
+        query_codes, query_labels, database_codes, database_labels,
+        topk=self.topk))
+    self.history[done] = value
+    with self.writer.as_default():
+      tf.summary.scalar("epoch_mAP", value, step=epoch)
+    self.writer.flush()
+    if logs is not None:
+      logs["val_mAP"] = value

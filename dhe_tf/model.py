@@ -214,3 +214,13 @@ def encoder(model):
 def binarize(activations):
   """Hash codes uint8 [N, K]: 1 where the activation is ≥ 0.5."""
   return (np.asarray(activations) >= 0.5).astype(np.uint8)
+
+
+def load_model(path):
+  """Loads a model saved by dhe_tf.train (RUN/model.keras).
+
+  Importing this module and dhe_tf.losses registers the custom layer and
+  loss that `keras.saving.load_model` needs to rebuild the model.
+  """
+  from dhe_tf import losses  # pylint: disable=g-import-not-at-top,unused-import
+  return keras.saving.load_model(path)
