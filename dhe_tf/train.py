@@ -27,21 +27,40 @@ _DEFAULTS = training.TrainConfig()
 flags.DEFINE_integer("bits", _DEFAULTS.bits, "Code length K: units of the "
                      "hash layer.")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    "Dataset: embedded, fashion_mnist, mnist or cifar10.")
+                    "Dataset: embedded, fashion_mnist, mnist, cifar10 or "
+                    "nuswide_21.")
 flags.DEFINE_string("protocol", _DEFAULTS.protocol,
                     "Query/train/database split protocol (1k5k: 100 queries "
-                    "and 500 training images per class, database = the rest).")
+                    "and 500 training images per class, database = the rest; "
+                    "10k50k for cifar10: official test set as queries, "
+                    "training set as database, mAP@1000; 2k10k for "
+                    "nuswide_21: the lists of tools/prepare_nuswide.py, "
+                    "mAP@5000; tiny: trial runs). Empty: the dataset's "
+                    "default (1k5k; 2k10k for nuswide_21).")
 flags.DEFINE_integer("split_seed", _DEFAULTS.split_seed,
                      "Seed of the split; fixed so runs are comparable.")
 flags.DEFINE_string("data_dir", _DEFAULTS.data_dir,
                     "Directory with the dataset: IDX files for (fashion_)mnist"
-                    ", a tensorflow-datasets directory for cifar10.")
+                    ", a tensorflow-datasets directory for cifar10, the "
+                    "train/test/database.txt lists for nuswide_21.")
+flags.DEFINE_string("image_root", _DEFAULTS.image_root,
+                    "Directory the image paths of list files are relative "
+                    "to (nuswide_21); default: --data_dir.")
+flags.DEFINE_string("on_bad_image", _DEFAULTS.on_bad_image,
+                    "Unusable list entries or image files: error (stop before "
+                    "training, naming them) or skip (drop them, report "
+                    "which).")
+flags.DEFINE_string("data_cache", "", "Cache of decoded images of image-file "
+                    "datasets: empty (none), 'memory' (training images and "
+                    "queries), or a directory (every part, reused by later "
+                    "runs).")
 flags.DEFINE_string("backbone", _DEFAULTS.backbone,
                     "CNN: small_cnn, vgg16 (up to fc7) or resnet50 (pooled).")
 flags.DEFINE_string("weights", "none",
                     "Backbone weights: imagenet, none, or a weights file.")
 flags.DEFINE_integer("image_size", 0, "Side of the images the pretrained "
-                     "backbones see (resized in the graph); 0 = 224.")
+                     "backbones see (resized in the graph), and of the crops "
+                     "of image-file datasets (nuswide_21); 0 = 224.")
 flags.DEFINE_list("fc_units", [], "Sizes of ReLU layers between the backbone "
                   "and the hash layer, e.g. 512,256.")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
@@ -66,6 +85,12 @@ flags.DEFINE_float("quantization_weight", _DEFAULTS.quantization_weight,
 flags.DEFINE_integer("topk", 0, "k of mAP@k; 0 = the dataset's default.")
 flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size,
                      "Images per batch when encoding queries and database.")
+flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction,
+                   "Share of the training images held out (never the "
+                   "queries) to log validation mAP to TensorBoard; 0 = none.")
+flags.DEFINE_integer("validation_every", _DEFAULTS.validation_every,
+                     "Log validation mAP every this many epochs (and after "
+                     "the last).")
 flags.DEFINE_string("jit_compile", _DEFAULTS.jit_compile,
                     "XLA: auto (on GPU only), true or false.")
 flags.DEFINE_string("model_dir", None,
@@ -87,7 +112,9 @@ def config_from_flags():
   return training.TrainConfig(
       bits=FLAGS.bits, dataset=FLAGS.dataset, protocol=FLAGS.protocol,
       split_seed=FLAGS.split_seed, data_dir=FLAGS.data_dir,
-      backbone=FLAGS.backbone, weights=FLAGS.weights,
+      image_root=FLAGS.image_root, on_bad_image=FLAGS.on_bad_image,
+      data_cache=FLAGS.data_cache or None, backbone=FLAGS.backbone,
+      weights=FLAGS.weights,
       image_size=FLAGS.image_size or None,
       fc_units=_parse_units(FLAGS.fc_units),
       epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
@@ -98,6 +125,8 @@ def config_from_flags():
       dissimilar_weight=FLAGS.dissimilar_weight,
       quantization_weight=FLAGS.quantization_weight,
       topk=FLAGS.topk or None, eval_batch_size=FLAGS.eval_batch_size,
+      validation_fraction=FLAGS.validation_fraction,
+      validation_every=FLAGS.validation_every,
       jit_compile=FLAGS.jit_compile)
 
 

@@ -9,6 +9,8 @@ import os
 import time
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from dhe_tf import evaluation
 from dhe_tf import losses
@@ -30,9 +32,12 @@ class TrainConfig:
   """
   bits: int = 32
   dataset: str = "embedded"
-  protocol: str = "1k5k"
+  protocol: str = ""  # "" = the dataset's default protocol.
   split_seed: int = 0
   data_dir: str | None = None
+  image_root: str | None = None
+  on_bad_image: str = "error"
+  data_cache: str | None = None
   backbone: str = "small_cnn"
   weights: str | None = None
   image_size: int | None = None
@@ -49,6 +54,8 @@ class TrainConfig:
   quantization_weight: float = 0.1
   topk: int | None = None
   eval_batch_size: int = 256
+  validation_fraction: float = 0.1
+  validation_every: int = 5
   jit_compile: str = "auto"
 
 
@@ -79,6 +86,12 @@ def validate(config):
   if not 0 < config.margin <= 1:
     raise ConfigError("margin is a fraction of the bits, in (0, 1]. "
                       f"Received: margin={config.margin}")
+  if not 0 <= config.validation_fraction < 1:
+    raise ConfigError("validation_fraction must be in [0, 1). "
+                      f"Received: validation_fraction={config.validation_fraction}")
+  if config.validation_every < 1:
+    raise ConfigError("validation_every must be at least 1. "
+                      f"Received: validation_every={config.validation_every}")
   if config.topk is not None and config.topk < 1:
     raise ConfigError(f"topk must be at least 1. Received: topk={config.topk}")
   if config.jit_compile not in _JIT_CHOICES:
@@ -112,9 +125,69 @@ def compile_model(model, config, *, multi_label):
                 jit_compile=_JIT_CHOICES[config.jit_compile])
 
 
+def hold_out(dataset, size, fraction, seed):
+  """Splits a training part into (fit, validation) by a seeded draw.
+
+  Args:
+    dataset: unbatched training part with `size` elements.
+    size: its number of elements.
+    fraction: share of the elements held out for validation.
+    seed: seed of the draw.
+
+  Returns:
+    (fit dataset, validation dataset, positions of the validation elements
+    in `dataset`, int64 sorted).
+  """
+  count = int(round(size * fraction))
+  held = np.sort(np.random.default_rng(seed).choice(size, count,
+                                                    replace=False))
+  mask = np.zeros(size, bool)
+  mask[held] = True
+  mask = tf.constant(mask)
+  def keep(held_out):
+    return lambda i, item: tf.equal(mask[i], held_out)
+  def drop_index(i, item):
+    return item
+  # Filtering hides the size from Keras, which then warns at the end of the
+  # first epoch that the data "ran out"; the sizes are known, so state them.
+  fit = dataset.enumerate().filter(keep(False)).map(drop_index).apply(
+      tf.data.experimental.assert_cardinality(size - count))
+  validation = dataset.enumerate().filter(keep(True)).map(drop_index).apply(
+      tf.data.experimental.assert_cardinality(count))
+  return fit, validation, held.astype(np.int64)
+
+
+def _log_image(log_dir, name, png):
+  with tf.summary.create_file_writer(log_dir).as_default():
+    tf.summary.image(name, tf.image.decode_png(png)[None], step=0)
+
+
 def _with_targets(batches):
   # Both outputs learn from the same labels.
   return batches.map(lambda x, y: (x, {"hash": y, "logits": y}))
+
+
+def load_data(config):
+  """The HashingDataset a run of `config` trains and evaluates on."""
+  return datasets.load_dataset(config.dataset, protocol=config.protocol,
+                               split_seed=config.split_seed,
+                               data_dir=config.data_dir,
+                               image_root=config.image_root,
+                               image_size=config.image_size,
+                               on_bad_image=config.on_bad_image,
+                               cache=config.data_cache, seed=config.seed)
+
+
+def config_from_json(values):
+  """The TrainConfig of a run, from the dict in its flags.json."""
+  known = {field.name for field in dataclasses.fields(TrainConfig)}
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise ConfigError(f"flags.json has fields this version does not know: "
+                      f"{', '.join(unknown)}")
+  values = dict(values)
+  values["fc_units"] = tuple(values.get("fc_units", ()))
+  return TrainConfig(**values)
 
 
 def train(config, model_dir, *, verbose=2):
@@ -132,10 +205,11 @@ def train(config, model_dir, *, verbose=2):
     The dict written to RUN/metrics.json.
   """
   validate(config)
+  if not config.protocol:  # Record the protocol actually used.
+    config = dataclasses.replace(
+        config, protocol=datasets.default_protocol(config.dataset))
   keras.utils.set_random_seed(config.seed)
-  data = datasets.load_dataset(config.dataset, protocol=config.protocol,
-                               split_seed=config.split_seed,
-                               data_dir=config.data_dir)
+  data = load_data(config)
   model = model_lib.build_model(
       backbone=config.backbone, bits=config.bits,
       num_classes=data.num_classes, image_shape=data.image_shape,
@@ -152,21 +226,34 @@ def train(config, model_dir, *, verbose=2):
     run_dir.remove_created(created)
     raise
 
-  train_batches = pipeline.batches(data.parts["train"],
-                                   batch_size=config.batch_size,
+  logs = os.path.join(model_dir, "logs")
+  callbacks = [keras.callbacks.TensorBoard(logs)]
+  fit_part = data.parts["train"]
+  if config.validation_fraction > 0:
+    fit_part, validation, held = hold_out(
+        fit_part, len(data.split["train"]), config.validation_fraction,
+        seed=config.split_seed)
+    run_dir.write_split(os.path.join(model_dir, "split.npz"), {
+        **data.split, "validation": data.split["train"][held]})
+    callbacks.append(evaluation.ValidationMAP(
+        validation, fit_part, os.path.join(logs, "validation"),
+        every=config.validation_every, epochs=config.epochs,
+        batch_size=config.eval_batch_size, topk=config.topk or data.topk))
+  train_batches = pipeline.batches(fit_part, batch_size=config.batch_size,
                                    training=True, seed=config.seed)
   start = time.perf_counter()
-  model.fit(_with_targets(train_batches), epochs=config.epochs,
-            callbacks=[keras.callbacks.TensorBoard(
-                os.path.join(model_dir, "logs"))],
-            shuffle=False, verbose=verbose)  # Shuffled by the pipeline.
+  history = model.fit(_with_targets(train_batches), epochs=config.epochs,
+                      callbacks=callbacks, shuffle=False,  # Done by batches.
+                      verbose=verbose)
   train_seconds = time.perf_counter() - start
   run_dir.save_model(os.path.join(model_dir, "model.keras"), model)
 
-  results = evaluation.evaluate(model, data, batch_size=config.eval_batch_size,
-                                topk=config.topk)
-  results.update(dataset=config.dataset, protocol=config.protocol,
-                 backbone=config.backbone,
-                 train_seconds=round(train_seconds, 1))
-  run_dir.write_json(os.path.join(model_dir, "metrics.json"), results)
+  extra = dict(protocol=config.protocol, backbone=config.backbone,
+               train_seconds=round(train_seconds, 1))
+  if "val_mAP" in history.history:
+    extra["validation_mAP"] = history.history["val_mAP"][-1]
+  results, curve = evaluation.evaluate_run(
+      model, data, model_dir, batch_size=config.eval_batch_size,
+      topk=config.topk, extra=extra)
+  _log_image(os.path.join(logs, "test"), "precision_recall_curve", curve)
   return results

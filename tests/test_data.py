@@ -93,6 +93,57 @@ def test_split_needing_too_many_images_is_named():
                            train_per_class=2, seed=0)
 
 
+def _multi_hot(num_images, num_concepts, seed=0):
+  """Random labels, every image with 1-3 concepts, concept c rarer with c."""
+  rng = np.random.default_rng(seed)
+  weights = 1.0 / np.arange(1, num_concepts + 1)
+  labels = np.zeros((num_images, num_concepts), bool)
+  for row in labels:
+    row[rng.choice(num_concepts, rng.integers(1, 4), replace=False,
+                   p=weights / weights.sum())] = True
+  return labels
+
+
+def test_per_concept_split_sizes_disjointness_and_coverage():
+  labels = _multi_hot(3000, 6)
+  split = splits.split_per_concept(labels, queries_per_class=20,
+                                   train_per_class=50, seed=0)
+  assert len(split["query"]) == 120 and len(set(split["query"])) == 120
+  assert len(split["train"]) == 300 and len(set(split["train"])) == 300
+  assert not set(split["query"]) & set(split["train"])
+  assert np.all(labels[split["query"]].sum(0) >= 20)
+  assert np.all(labels[split["train"]].sum(0) >= 50)
+  np.testing.assert_array_equal(
+      split["database"], np.setdiff1d(np.arange(3000), split["query"]))
+
+
+def test_per_concept_split_is_seeded_and_can_cap_the_database():
+  labels = _multi_hot(1000, 4)
+  draw = lambda seed, **kw: splits.split_per_concept(
+      labels, queries_per_class=5, train_per_class=10, seed=seed, **kw)
+  np.testing.assert_array_equal(draw(3)["train"], draw(3)["train"])
+  assert not np.array_equal(draw(3)["query"], draw(4)["query"])
+  capped = draw(3, database_size=100)["database"]
+  assert len(capped) == 100 and not set(capped) & set(draw(3)["query"])
+
+
+def test_per_concept_split_names_a_starved_concept():
+  labels = np.zeros((30, 2), bool)
+  labels[:, 0] = True
+  labels[:4, 1] = True
+  with pytest.raises(ConfigError, match="Concept 1 has 4 images left for "
+                     "query"):
+    splits.split_per_concept(labels, queries_per_class=5, train_per_class=1,
+                             seed=0)
+
+
+def test_official_split_queries_test_set_against_training_set():
+  split = splits.split_official(5, 8)
+  np.testing.assert_array_equal(split["query"], [5, 6, 7])
+  np.testing.assert_array_equal(split["train"], np.arange(5))
+  np.testing.assert_array_equal(split["database"], np.arange(5))
+
+
 def test_embedded_dataset_follows_the_1k5k_protocol():
   data = datasets.load_dataset("embedded")
   assert data.num_classes == 10 and not data.multi_label

@@ -3,16 +3,27 @@
 A `HashingDataset` is what the trainer and the evaluator consume: three
 unbatched `tf.data.Dataset`s of `(image, label)` (image uint8 [H, W, C], label
 float32 [C], one-hot for single-label data and multi-hot for multi-label data),
-the indices that define the split, and the metadata evaluation needs.
+the indices (or file paths) that define the split, and the metadata
+evaluation needs.
+
+| dataset | source | protocols |
+|---|---|---|
+| embedded | 10,000 Fashion-MNIST images inside the package | 1k5k, tiny |
+| fashion_mnist, mnist | IDX files in data_dir, else tfds | 1k5k, tiny |
+| cifar10 | tensorflow-datasets | 1k5k, 10k50k, tiny |
+| nuswide_21 | image lists in data_dir + JPEGs in image_root | 2k10k, tiny |
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from dhe_tf.data import idx
+from dhe_tf.data import image_list
+from dhe_tf.data import images as images_lib
 from dhe_tf.data import splits
 from dhe_tf.data import tfds_source
 from dhe_tf.errors import ConfigError
@@ -24,14 +35,64 @@ FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+NUSWIDE_21_NUM_CLASSES = 21
 
-# Protocols of single-label datasets: per-class counts of queries and training
-# images drawn from all images; the database is every image but the queries.
-# `topk=None` means mAP over the whole database (mAP@ALL).
+# File names of an image-list dataset's directory (data_dir): DeepHash-pytorch's
+# names, plus what tools/prepare_nuswide.py adds.
+LIST_FILES = {"train": "train.txt", "query": "test.txt",
+              "database": "database.txt"}
+CONCEPTS_FILE = "concepts.txt"  # One class name per line, in label order.
+# The protocol and seed the lists were drawn with.
+PROTOCOL_FILE = "protocol.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How queries, training images and database are drawn, and mAP@k.
+
+  Attributes:
+    description: one line for --help and error messages.
+    topk: default k of mAP@k; None means the whole database (mAP@ALL).
+    queries_per_class: queries drawn per class (per concept for multi-label
+      data); None for the official train/test partition.
+    train_per_class: training images drawn per class, disjoint from queries.
+    database_size: None for database = every image but the queries; else at
+      most that many of them, drawn (for trial runs).
+  """
+  description: str
+  topk: int | None
+  queries_per_class: int | None = None
+  train_per_class: int | None = None
+  database_size: int | None = None
+
+
+# Protocols of single-label datasets.
 PROTOCOLS = {
-    "1k5k": dict(queries_per_class=100, train_per_class=500, topk=None),
+    "1k5k": Protocol(
+        "100 queries and 500 training images per class drawn from all images"
+        "; database = all but the queries; mAP@ALL (DeepHash-pytorch's "
+        "cifar10-1)", topk=None, queries_per_class=100, train_per_class=500),
+    "10k50k": Protocol(
+        "the official test images are the queries, the official training "
+        "images both the training set and the database; mAP@1000",
+        topk=1000),
     # A tenth of 1k5k, for smoke tests and trial runs on a CPU.
-    "tiny": dict(queries_per_class=10, train_per_class=50, topk=None),
+    "tiny": Protocol("a tenth of 1k5k: 10 queries and 50 training images per "
+                     "class; database = all but the queries; mAP@ALL",
+                     topk=None, queries_per_class=10, train_per_class=50),
+}
+
+# Protocols of NUS-WIDE-21: tools/prepare_nuswide.py draws them into list
+# files (splits.split_per_concept); the loader reads those lists.
+NUSWIDE_PROTOCOLS = {
+    "2k10k": Protocol(
+        "100 queries and 500 training images per concept (2,100 and 10,500 "
+        "distinct images); database = all but the queries; mAP@5000",
+        topk=5000, queries_per_class=100, train_per_class=500),
+    "tiny": Protocol(
+        "10 queries and 50 training images per concept; database = 20,000 of "
+        "the other images; mAP@500", topk=500, queries_per_class=10,
+        train_per_class=50, database_size=20_000),
 }
 
 
@@ -43,8 +104,12 @@ class HashingDataset:
     name: registry name, e.g. "embedded".
     parts: "train", "query", "database" -> unbatched tf.data.Dataset of
       (image uint8 [H, W, C], label float32 [C]).
-    split: part name -> int64 indices into the source images; written into
-      the run directory so a run can be reproduced by another tool.
+    split: part name -> int64 indices into the source images, or, for
+      image-list datasets, str image paths as the lists write them; the
+      i-th element of parts[part] is always split[part][i]. Image-list
+      datasets add "skipped": "list:line: reason" of each entry dropped
+      with on_bad_image="skip", when there are any. Written into the run
+      directory so a run can be reproduced by another tool.
     class_names: one name per label column.
     multi_label: whether an image may carry several labels.
     topk: default k of mAP@k; None means the whole database.
@@ -63,7 +128,8 @@ class HashingDataset:
     return len(self.class_names)
 
 
-def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed):
+def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
+                num_train=None):
   """Builds a single-label HashingDataset from in-memory arrays.
 
   Args:
@@ -73,13 +139,23 @@ def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed):
     class_names: names of the classes, indexed by class id.
     protocol: a key of PROTOCOLS.
     split_seed: seed of the split draw.
+    num_train: the first `num_train` images are the official training set
+      and the rest the test set; needed by protocol "10k50k".
   """
   if protocol not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r} for dataset {name!r}. "
                       f"Available: {', '.join(sorted(PROTOCOLS))}")
-  settings = dict(PROTOCOLS[protocol])
-  topk = settings.pop("topk")
-  split = splits.split_per_class(class_ids, seed=split_seed, **settings)
+  settings = PROTOCOLS[protocol]
+  if settings.queries_per_class is None:
+    if num_train is None:
+      raise ConfigError(f"Protocol {protocol!r} needs the official train/test "
+                        f"partition, which dataset {name!r} does not have.")
+    split = splits.split_official(num_train, len(class_ids))
+  else:
+    split = splits.split_per_class(
+        class_ids, seed=split_seed,
+        queries_per_class=settings.queries_per_class,
+        train_per_class=settings.train_per_class)
   one_hot = np.eye(len(class_names), dtype=np.float32)[class_ids]
   parts = {
       part: tf.data.Dataset.from_tensor_slices((images[indices],
@@ -88,7 +164,8 @@ def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed):
   }
   return HashingDataset(name=name, parts=parts, split=split,
                         class_names=tuple(class_names), multi_label=False,
-                        topk=topk, image_shape=tuple(images.shape[1:]))
+                        topk=settings.topk,
+                        image_shape=tuple(images.shape[1:]))
 
 
 def load_embedded_arrays():
@@ -114,23 +191,150 @@ def _mnist_like(name, class_names):
     if data_dir and idx.has_idx_files(data_dir):
       images, class_ids = idx.load_idx_directory(data_dir)
     else:
-      images, class_ids = tfds_source.load_all(name, data_dir=data_dir)
+      images, class_ids, _ = tfds_source.load_all(name, data_dir=data_dir)
     return from_arrays(name, images, class_ids, class_names,
                        protocol=protocol, split_seed=split_seed)
   return load
 
 
 def _cifar10(*, protocol, split_seed, data_dir):
-  images, class_ids = tfds_source.load_all("cifar10", data_dir=data_dir)
+  images, class_ids, num_train = tfds_source.load_all("cifar10",
+                                                      data_dir=data_dir)
   return from_arrays("cifar10", images, class_ids, CIFAR10_CLASSES,
-                     protocol=protocol, split_seed=split_seed)
+                     protocol=protocol, split_seed=split_seed,
+                     num_train=num_train)
 
+
+def _check_held_out(lists):
+  """Raises ConfigError when a query is also a training or database image."""
+  queries = set(lists["query"].paths)
+  for part in ("train", "database"):
+    shared = queries.intersection(lists[part].paths)
+    if shared:
+      raise ConfigError(
+          f"{len(shared)} images are both queries ({lists['query'].list_file}"
+          f") and in {lists[part].list_file}, e.g. {min(shared)}: queries "
+          "must be held out.")
+
+
+def _read_concepts(data_dir, num_classes):
+  path = os.path.join(data_dir, CONCEPTS_FILE)
+  if not os.path.isfile(path):
+    return tuple(f"concept_{i}" for i in range(num_classes))
+  with open(path, encoding="utf-8") as f:
+    names = tuple(line.strip() for line in f if line.strip())
+  if len(names) != num_classes:
+    raise ConfigError(f"{path} names {len(names)} concepts; the lists have "
+                      f"{num_classes} label columns.")
+  return names
+
+
+def _check_lists_protocol(data_dir, protocol):
+  path = os.path.join(data_dir, PROTOCOL_FILE)
+  if not os.path.isfile(path):
+    return  # Lists from elsewhere (e.g. DeepHash-pytorch's): taken as given.
+  with open(path, encoding="utf-8") as f:
+    drawn_for = json.load(f).get("protocol")
+  if drawn_for != protocol:
+    raise ConfigError(f"The lists in {data_dir} were drawn for protocol "
+                      f"{drawn_for!r} ({PROTOCOL_FILE}); pass "
+                      f"--protocol={drawn_for}. Received: protocol={protocol}")
+
+
+def from_image_lists(name, data_dir, *, num_classes, topk, image_root,
+                     image_size, on_bad_image, cache, seed):
+  """Builds a multi-label HashingDataset from the list files in `data_dir`.
+
+  Args:
+    name: the dataset's registry name.
+    data_dir: holds train.txt, test.txt (the queries) and database.txt, lines
+      `relative/path.jpg l0 … l{num_classes-1}`; optionally concepts.txt
+      (class names) and protocol.json (written by tools/prepare_nuswide.py).
+    num_classes: label columns of each line.
+    topk: default k of mAP@k.
+    image_root: directory the listed paths are relative to; None: data_dir.
+    image_size: side of the square crops; None: 224.
+    on_bad_image: "error" or "skip", see dhe_tf.data.image_list.
+    cache: see dhe_tf.data.images.file_parts.
+    seed: seed of the training order, crops and flips.
+  """
+  image_root = image_root or data_dir
+  image_size = image_size or images_lib.DEFAULT_IMAGE_SIZE
+  class_names = _read_concepts(data_dir, num_classes)
+  lists, skipped = image_list.load_lists(
+      {part: os.path.join(data_dir, file) for part, file in LIST_FILES.items()},
+      num_classes=num_classes, image_root=image_root,
+      on_bad_image=on_bad_image)
+  _check_held_out(lists)
+  # Training images in a seeded random order (lists are often sorted by
+  # folder, and the batching pipeline's shuffle buffer only mixes nearby
+  # images); split["train"] records that order.
+  train = lists["train"]
+  order = np.random.default_rng(seed).permutation(len(train.paths))
+  lists["train"] = image_list.ImageList(train.list_file, train.paths[order],
+                                        train.labels[order], train.lines[order])
+  parts = images_lib.file_parts(
+      name, {part: [os.path.join(image_root, path)
+                    for path in lists[part].paths] for part in lists},
+      {part: lists[part].labels for part in lists},
+      image_size=image_size, seed=seed, cache=cache)
+  split = {part: lists[part].paths for part in ("query", "train", "database")}
+  if skipped:
+    split["skipped"] = np.array([str(entry) for entry in skipped])
+  return HashingDataset(name=name, parts=parts, split=split,
+                        class_names=class_names,
+                        multi_label=True, topk=topk,
+                        image_shape=(image_size, image_size, 3))
+
+
+def _nuswide_21(*, protocol, split_seed, data_dir, image_root, image_size,
+                on_bad_image, cache, seed):
+  del split_seed  # The lists hold the split (drawn by prepare_nuswide.py).
+  if not data_dir:
+    raise ConfigError(
+        "nuswide_21 reads train.txt, test.txt and database.txt from "
+        "--data_dir (tools/prepare_nuswide.py writes them): pass "
+        "--data_dir=DIR and --image_root=DIR of the images.")
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"Data directory not found: {data_dir}")
+  _check_lists_protocol(data_dir, protocol)
+  return from_image_lists(
+      "nuswide_21", data_dir, num_classes=NUSWIDE_21_NUM_CLASSES,
+      topk=NUSWIDE_PROTOCOLS[protocol].topk, image_root=image_root,
+      image_size=image_size, on_bad_image=on_bad_image, cache=cache,
+      seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A registry entry.
+
+  Attributes:
+    load: keyword-only function (protocol, split_seed, data_dir, and for
+      image-file datasets image_root, image_size, on_bad_image, cache, seed)
+      -> HashingDataset.
+    protocols: protocol name -> Protocol.
+    default_protocol: the protocol used when none is named.
+    image_files: whether images are decoded from files (so that image_root,
+      image_size, on_bad_image and cache apply).
+  """
+  load: object
+  protocols: dict
+  default_protocol: str = "1k5k"
+  image_files: bool = False
+
+
+_ARRAY_PROTOCOLS = {p: PROTOCOLS[p] for p in ("1k5k", "tiny")}
 
 DATASETS = {
-    "embedded": _embedded,
-    "fashion_mnist": _mnist_like("fashion_mnist", FASHION_MNIST_CLASSES),
-    "mnist": _mnist_like("mnist", MNIST_CLASSES),
-    "cifar10": _cifar10,
+    "embedded": DatasetSpec(_embedded, _ARRAY_PROTOCOLS),
+    "fashion_mnist": DatasetSpec(
+        _mnist_like("fashion_mnist", FASHION_MNIST_CLASSES), _ARRAY_PROTOCOLS),
+    "mnist": DatasetSpec(_mnist_like("mnist", MNIST_CLASSES),
+                         _ARRAY_PROTOCOLS),
+    "cifar10": DatasetSpec(_cifar10, PROTOCOLS),
+    "nuswide_21": DatasetSpec(_nuswide_21, NUSWIDE_PROTOCOLS,
+                              default_protocol="2k10k", image_files=True),
 }
 
 
@@ -141,16 +345,57 @@ def check_name(name):
                       f"Available: {', '.join(sorted(DATASETS))}")
 
 
-def load_dataset(name, *, protocol="1k5k", split_seed=0, data_dir=None):
+def default_protocol(name):
+  """The protocol of dataset `name` when none is named (e.g. "1k5k")."""
+  check_name(name)
+  return DATASETS[name].default_protocol
+
+
+def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
+                 image_root=None, image_size=None, on_bad_image="error",
+                 cache=None, seed=0):
   """Returns the HashingDataset `name` under `protocol`.
 
   Args:
     name: a key of DATASETS.
-    protocol: split protocol, a key of PROTOCOLS.
+    protocol: split protocol, a key of the dataset's protocols; None for
+      the dataset's default_protocol.
     split_seed: seed of the split; fixed by default so runs are comparable.
+      Image-list datasets take the split their lists hold.
     data_dir: where the dataset's files are (IDX files for MNIST-like data,
-      a tensorflow-datasets directory otherwise); ignored by "embedded".
+      the list files for NUS-WIDE, a tensorflow-datasets directory
+      otherwise); ignored by "embedded".
+    image_root: directory of the image files named by list files (default:
+      data_dir); only for image-file datasets.
+    image_size: side of the square crops of image-file datasets (default
+      224); in-memory datasets keep their size (the model resizes in its
+      graph).
+    on_bad_image: "error" (stop before training, naming the first bad list
+      entries) or "skip" (drop them and report which).
+    cache: None, "memory" or a directory: where image-file datasets cache
+      decoded images.
+    seed: seed of the training order, crops and flips of image-file
+      datasets.
   """
   check_name(name)
-  return DATASETS[name](protocol=protocol, split_seed=split_seed,
-                        data_dir=data_dir)
+  spec = DATASETS[name]
+  protocol = protocol or spec.default_protocol
+  if protocol not in spec.protocols:
+    raise ConfigError(f"Unknown protocol {protocol!r} for dataset {name!r}. "
+                      f"Available: {', '.join(sorted(spec.protocols))}")
+  if on_bad_image not in image_list.ON_BAD_IMAGE:
+    raise ConfigError(f"Unknown on_bad_image {on_bad_image!r}. "
+                      f"Available: {', '.join(image_list.ON_BAD_IMAGE)}")
+  if image_size is not None and image_size < 1:
+    raise ConfigError(f"image_size must be at least 1. "
+                      f"Received: image_size={image_size}")
+  if not spec.image_files:
+    if image_root:
+      raise ConfigError(f"image_root applies to image-list datasets only; "
+                        f"{name} does not read image files. "
+                        f"Received: image_root={image_root}")
+    return spec.load(protocol=protocol, split_seed=split_seed,
+                     data_dir=data_dir)
+  return spec.load(protocol=protocol, split_seed=split_seed, data_dir=data_dir,
+                   image_root=image_root, image_size=image_size,
+                   on_bad_image=on_bad_image, cache=cache, seed=seed)

@@ -50,3 +50,85 @@ def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,
   train = np.sort(np.concatenate(train)).astype(np.int64)
   rest = np.setdiff1d(np.arange(len(class_ids)), query).astype(np.int64)
   return {"query": query, "train": train, "database": rest}
+
+
+def split_official(num_train, num_total):
+  """The split of a dataset's own train/test partition (CIFAR-10 `10k50k`).
+
+  Args:
+    num_train: the first `num_train` images are the official training set;
+      images `num_train..num_total-1` are the official test set.
+    num_total: number of images.
+
+  Returns:
+    dict with int64 index arrays: "query" = the test images, "train" and
+    "database" = the training images.
+  """
+  train = np.arange(num_train, dtype=np.int64)
+  return {"query": np.arange(num_train, num_total, dtype=np.int64),
+          "train": train, "database": train.copy()}
+
+
+def split_per_concept(labels, *, queries_per_class, train_per_class, seed,
+                      database_size=None, concept_names=None):
+  """Draws a query / train / database split of multi-label data.
+
+  Every image may carry several concepts, so drawing "100 per concept"
+  independently would pick some images twice. Instead:
+
+  1. Concepts are visited from the rarest to the most frequent (so that a
+     rare concept is not starved by draws made for frequent ones).
+  2. For each concept, `queries_per_class` queries are drawn uniformly among
+     the images that carry the concept and are not drawn yet.
+  3. Then, in the same order, `train_per_class` training images are drawn
+     per concept among the images that carry it and are neither queries nor
+     drawn for training yet.
+
+  So there are exactly C × queries_per_class queries and C ×
+  train_per_class training images, all distinct and disjoint, and every
+  concept is carried by at least queries_per_class queries and
+  train_per_class training images (more, through co-occurring concepts).
+
+  Args:
+    labels: 0/1 [N, C], the concepts of each image; every image should
+      carry at least one concept.
+    queries_per_class: queries drawn per concept.
+    train_per_class: training images drawn per concept, disjoint from the
+      queries.
+    seed: seed of the draw.
+    database_size: None for database = every image but the queries (the
+      training images included); else a seeded sample of at most that many
+      of those images, for trial runs.
+    concept_names: names of the label columns, for error messages.
+
+  Returns:
+    dict with int64 index arrays "query", "train" and "database", each sorted.
+
+  Raises:
+    ConfigError: a concept has too few images left for its draw.
+  """
+  labels = np.asarray(labels).astype(bool)
+  rng = np.random.default_rng(seed)
+  taken = np.zeros(len(labels), dtype=bool)
+  order = np.argsort(labels.sum(axis=0), kind="stable")
+  drawn = {}
+  for part, per_class in (("query", queries_per_class),
+                          ("train", train_per_class)):
+    chosen = []
+    for c in order:
+      candidates = np.flatnonzero(labels[:, c] & ~taken)
+      if len(candidates) < per_class:
+        name = repr(concept_names[c]) if concept_names is not None else c
+        raise ConfigError(
+            f"Concept {name} has {len(candidates)} images left for {part} but "
+            f"the split needs {per_class} per concept ({queries_per_class} "
+            f"queries + {train_per_class} training, drawn without "
+            "repetition).")
+      picked = rng.choice(candidates, per_class, replace=False)
+      taken[picked] = True
+      chosen.append(picked)
+    drawn[part] = np.sort(np.concatenate(chosen)).astype(np.int64)
+  rest = np.setdiff1d(np.arange(len(labels)), drawn["query"]).astype(np.int64)
+  if database_size is not None and database_size < len(rest):
+    rest = np.sort(rng.choice(rest, database_size, replace=False))
+  return {"query": drawn["query"], "train": drawn["train"], "database": rest}

@@ -44,6 +44,19 @@ def _prepared_builder(name, data_dir):
     absl_logger.setLevel(level)
 
 
+def _split_arrays(builder, split):
+  import tensorflow_datasets as tfds
+  images, labels = [], []
+  # Batches of 10,000 rather than batch_size=-1: the same arrays, without
+  # relying on the split sizes recorded in the dataset's metadata.
+  data = builder.as_dataset(split=split, as_supervised=True).batch(10_000)
+  for batch_images, batch_labels in tfds.as_numpy(data):
+    images.append(batch_images)
+    labels.append(batch_labels)
+  return (np.concatenate(images).astype(np.uint8),
+          np.concatenate(labels).astype(np.int64))
+
+
 def load_all(name, *, data_dir=None):
   """Returns every image of tfds dataset `name`, train then test.
 
@@ -53,7 +66,9 @@ def load_all(name, *, data_dir=None):
       (~/tensorflow_datasets).
 
   Returns:
-    (images uint8 [N, H, W, C], class ids int64 [N]).
+    (images uint8 [N, H, W, C], class ids int64 [N], num_train): the
+    official training images are the first `num_train`, the test images
+    the rest.
 
   Raises:
     DataUnavailableError: the data is not prepared in `data_dir` and its
@@ -68,8 +83,7 @@ def load_all(name, *, data_dir=None):
           f"reached to download it: run `tfds build {name} --data_dir=DIR` on "
           f"a machine with internet, copy DIR here and pass --data_dir=DIR.")
     builder.download_and_prepare()
-  import tensorflow_datasets as tfds
-  data = builder.as_dataset(split="train+test", batch_size=-1,
-                            as_supervised=True)
-  images, labels = tfds.as_numpy(data)
-  return images.astype(np.uint8), labels.astype(np.int64)
+  train_images, train_labels = _split_arrays(builder, "train")
+  test_images, test_labels = _split_arrays(builder, "test")
+  return (np.concatenate([train_images, test_images]),
+          np.concatenate([train_labels, test_labels]), len(train_images))
