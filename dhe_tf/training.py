@@ -217,24 +217,25 @@ def train(config, model_dir, *, verbose=2):
       image_size=config.image_size)
   compile_model(model, config, multi_label=data.multi_label)
 
+  fit_part, split = data.parts["train"], dict(data.split)
+  if config.validation_fraction > 0:
+    fit_part, validation, held = hold_out(
+        fit_part, len(data.split["train"]), config.validation_fraction,
+        seed=config.split_seed)
+    split["validation"] = data.split["train"][held]
+
   created = run_dir.create(model_dir)
   try:
     run_dir.write_json(os.path.join(model_dir, "flags.json"),
                        dataclasses.asdict(config))
-    run_dir.write_split(os.path.join(model_dir, "split.npz"), data.split)
+    run_dir.write_split(os.path.join(model_dir, "split.npz"), split)
   except BaseException:
     run_dir.remove_created(created)
     raise
 
   logs = os.path.join(model_dir, "logs")
   callbacks = [keras.callbacks.TensorBoard(logs)]
-  fit_part = data.parts["train"]
   if config.validation_fraction > 0:
-    fit_part, validation, held = hold_out(
-        fit_part, len(data.split["train"]), config.validation_fraction,
-        seed=config.split_seed)
-    run_dir.write_split(os.path.join(model_dir, "split.npz"), {
-        **data.split, "validation": data.split["train"][held]})
     callbacks.append(evaluation.ValidationMAP(
         validation, fit_part, os.path.join(logs, "validation"),
         every=config.validation_every, epochs=config.epochs,
