@@ -1,6 +1,7 @@
-r"""Trains a DHE hashing model, saves it and reports retrieval mAP.
+r"""Trains a hashing model (DHE or a baseline), saves it, reports retrieval mAP.
 
     python -m dhe_tf.train --bits=32                    # embedded data, ~2 min
+    python -m dhe_tf.train --bits=12 --method=csq       # a baseline
     python -m dhe_tf.train --flagfile=flags/cifar10_vgg16_32bits.flags
     tensorboard --logdir runs/
 
@@ -17,8 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from dhe_tf import training
+from dhe_tf import methods
 from dhe_tf import run_dir
+from dhe_tf import training
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -68,20 +70,30 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
                      "Images per training batch (the loss uses all pairs).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam step size.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights and shuffling.")
-flags.DEFINE_float("hash_loss_weight", _DEFAULTS.hash_loss_weight,
-                   "Weight of the Hamming embedding loss on the hash layer.")
-flags.DEFINE_float("classification_weight", _DEFAULTS.classification_weight,
+flags.DEFINE_string("method", _DEFAULTS.method,
+                    "Hashing method, i.e. the loss on the hash layer: " +
+                    "; ".join(f"{name}: {m.summary}"
+                              for name, m in methods.METHODS.items()) + ".")
+flags.DEFINE_list("method_params", [],
+                  "key=value hyper-parameters of a baseline method's loss, "
+                  "e.g. quantization_weight=0.05 for dpsh (DHE's have the "
+                  "flags below).")
+flags.DEFINE_float("hash_loss_weight", None,
+                   "Weight of the method's loss on the hash layer; default: "
+                   "the method's (1, or 0 for dlbhc).")
+flags.DEFINE_float("classification_weight", None,
                    "Weight of the cross-entropy of the classifier on top of "
-                   "the hash layer (0: no classification loss).")
-flags.DEFINE_float("margin", _DEFAULTS.margin, "Fraction of the bits that "
-                   "dissimilar pairs are pushed apart to.")
+                   "the hash layer (0: no classification loss); default: the "
+                   "method's (1 for dhe and dlbhc, 0 for the others).")
+flags.DEFINE_float("margin", _DEFAULTS.margin, "DHE: fraction of the bits "
+                   "that dissimilar pairs are pushed apart to.")
 flags.DEFINE_float("similar_weight", _DEFAULTS.similar_weight,
-                   "Weight of the pull on similar pairs (the push has weight "
+                   "DHE: weight of the pull on similar pairs (the push has weight "
                    "--dissimilar_weight).")
 flags.DEFINE_float("dissimilar_weight", _DEFAULTS.dissimilar_weight,
-                   "Weight of the push on dissimilar pairs.")
+                   "DHE: weight of the push on dissimilar pairs.")
 flags.DEFINE_float("quantization_weight", _DEFAULTS.quantization_weight,
-                   "Weight of the term driving activations to 0 or 1.")
+                   "DHE: weight of the term driving activations to 0 or 1.")
 flags.DEFINE_integer("topk", 0, "k of mAP@k; 0 = the dataset's default.")
 flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size,
                      "Images per batch when encoding queries and database.")
@@ -93,6 +105,10 @@ flags.DEFINE_integer("validation_every", _DEFAULTS.validation_every,
                      "the last).")
 flags.DEFINE_string("jit_compile", _DEFAULTS.jit_compile,
                     "XLA: auto (on GPU only), true or false.")
+flags.DEFINE_bool("evaluate_test", _DEFAULTS.evaluate_test,
+                  "Score the queries against the database after training. "
+                  "Tuning runs turn it off, so hyper-parameters are chosen "
+                  "on validation mAP alone and the queries stay unseen.")
 flags.DEFINE_string("model_dir", None,
                     "Run directory; default: a new directory under runs/.")
 
@@ -119,6 +135,7 @@ def config_from_flags():
       fc_units=_parse_units(FLAGS.fc_units),
       epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
+      method=FLAGS.method, method_params=tuple(FLAGS.method_params),
       hash_loss_weight=FLAGS.hash_loss_weight,
       classification_weight=FLAGS.classification_weight,
       margin=FLAGS.margin, similar_weight=FLAGS.similar_weight,
@@ -127,7 +144,7 @@ def config_from_flags():
       topk=FLAGS.topk or None, eval_batch_size=FLAGS.eval_batch_size,
       validation_fraction=FLAGS.validation_fraction,
       validation_every=FLAGS.validation_every,
-      jit_compile=FLAGS.jit_compile)
+      jit_compile=FLAGS.jit_compile, evaluate_test=FLAGS.evaluate_test)
 
 
 def main(argv):

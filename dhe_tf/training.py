@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dhe_tf import evaluation
-from dhe_tf import losses
+from dhe_tf import methods
 from dhe_tf import model as model_lib
 from dhe_tf import run_dir
 from dhe_tf.data import datasets
@@ -46,8 +46,10 @@ class TrainConfig:
   batch_size: int = 128
   learning_rate: float = 1e-3
   seed: int = 0
-  hash_loss_weight: float = 1.0
-  classification_weight: float = 1.0
+  method: str = "dhe"
+  method_params: tuple = ()  # "key=value" hyper-parameters of a baseline.
+  hash_loss_weight: float | None = None  # None = the method's default.
+  classification_weight: float | None = None  # None = the method's default.
   margin: float = 0.6
   similar_weight: float = 0.25
   dissimilar_weight: float = 1.0
@@ -57,11 +59,38 @@ class TrainConfig:
   validation_fraction: float = 0.1
   validation_every: int = 5
   jit_compile: str = "auto"
+  evaluate_test: bool = True
+
+
+def resolve(config):
+  """`config` with the defaults that depend on the dataset and method filled in.
+
+  The resolved values are what flags.json records, so a run states the
+  protocol and objective weights it actually used.
+  """
+  datasets.check_name(config.dataset)
+  methods.check_method(config.method)
+  method = methods.METHODS[config.method]
+  if config.method == "dlbhc" and config.hash_loss_weight:
+    raise ConfigError("dlbhc has no hash loss (classification alone); "
+                      "leave hash_loss_weight unset.")
+  return dataclasses.replace(
+      config,
+      protocol=config.protocol or datasets.default_protocol(config.dataset),
+      hash_loss_weight=(method.hash_loss_weight
+                        if config.hash_loss_weight is None
+                        else config.hash_loss_weight),
+      classification_weight=(method.classification_weight
+                              if config.classification_weight is None
+                              else config.classification_weight),
+      method_params=tuple(config.method_params))
 
 
 def validate(config):
-  """Raises ConfigError naming the first impossible value of `config`."""
+  """Raises ConfigError naming the first impossible value of a resolved config."""
   datasets.check_name(config.dataset)
+  methods.check_method(config.method)
+  methods.parse_params(config.method, config.method_params)
   model_lib.check_backbone(config.backbone)
   positive = {"bits": config.bits, "epochs": config.epochs,
               "eval_batch_size": config.eval_batch_size}
@@ -94,24 +123,31 @@ def validate(config):
                       f"Received: validation_every={config.validation_every}")
   if config.topk is not None and config.topk < 1:
     raise ConfigError(f"topk must be at least 1. Received: topk={config.topk}")
+  if not config.evaluate_test and not config.validation_fraction:
+    raise ConfigError("evaluate_test=false needs a validation split "
+                      "(validation_fraction > 0): nothing would be measured.")
   if config.jit_compile not in _JIT_CHOICES:
     raise ConfigError(f"Unknown jit_compile {config.jit_compile!r}. "
                       f"Available: {', '.join(_JIT_CHOICES)}")
 
 
-def compile_model(model, config, *, multi_label):
-  """Compiles `model` with the DHE objective of `config`.
+def compile_model(model, config, *, num_classes, multi_label):
+  """Compiles `model` with the objective of `config`'s method.
 
-  Objective: hash_loss_weight · HammingEmbeddingLoss(hash)
+  Objective: hash_loss_weight · L_method(hash)
            + classification_weight · cross-entropy(logits)
-  (softmax cross-entropy for single-label data, sigmoid for multi-label).
-  With classification_weight = 0 the classifier is frozen and unused.
+  (softmax cross-entropy for single-label data, sigmoid for multi-label;
+  see dhe_tf.methods). A term of weight 0 is left out; with
+  classification_weight = 0 the classifier is frozen and unused.
+
+  Returns:
+    The callbacks the method's loss needs during fit (HashNet continuation).
   """
-  loss = {"hash": losses.HammingEmbeddingLoss(
-      margin=config.margin, similar_weight=config.similar_weight,
-      dissimilar_weight=config.dissimilar_weight,
-      quantization_weight=config.quantization_weight)}
-  loss_weights = {"hash": config.hash_loss_weight}
+  hash_loss = methods.hash_loss(config, num_classes=num_classes)
+  loss, loss_weights = {}, {}
+  if hash_loss is not None and config.hash_loss_weight > 0:
+    loss["hash"] = hash_loss
+    loss_weights["hash"] = config.hash_loss_weight
   if config.classification_weight > 0:
     if multi_label:
       loss["logits"] = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -123,6 +159,7 @@ def compile_model(model, config, *, multi_label):
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                 loss=loss, loss_weights=loss_weights,
                 jit_compile=_JIT_CHOICES[config.jit_compile])
+  return methods.callbacks(loss.get("hash"))
 
 
 def hold_out(dataset, size, fraction, seed):
@@ -187,6 +224,7 @@ def config_from_json(values):
                       f"{', '.join(unknown)}")
   values = dict(values)
   values["fc_units"] = tuple(values.get("fc_units", ()))
+  values["method_params"] = tuple(values.get("method_params", ()))
   return TrainConfig(**values)
 
 
@@ -204,10 +242,8 @@ def train(config, model_dir, *, verbose=2):
   Returns:
     The dict written to RUN/metrics.json.
   """
+  config = resolve(config)
   validate(config)
-  if not config.protocol:  # Record the protocol actually used.
-    config = dataclasses.replace(
-        config, protocol=datasets.default_protocol(config.dataset))
   keras.utils.set_random_seed(config.seed)
   data = load_data(config)
   model = model_lib.build_model(
@@ -215,7 +251,9 @@ def train(config, model_dir, *, verbose=2):
       num_classes=data.num_classes, image_shape=data.image_shape,
       weights=config.weights, fc_units=config.fc_units,
       image_size=config.image_size)
-  compile_model(model, config, multi_label=data.multi_label)
+  method_callbacks = compile_model(model, config,
+                                   num_classes=data.num_classes,
+                                   multi_label=data.multi_label)
 
   fit_part, split = data.parts["train"], dict(data.split)
   if config.validation_fraction > 0:
@@ -234,7 +272,7 @@ def train(config, model_dir, *, verbose=2):
     raise
 
   logs = os.path.join(model_dir, "logs")
-  callbacks = [keras.callbacks.TensorBoard(logs)]
+  callbacks = [keras.callbacks.TensorBoard(logs)] + method_callbacks
   if config.validation_fraction > 0:
     callbacks.append(evaluation.ValidationMAP(
         validation, fit_part, os.path.join(logs, "validation"),
@@ -250,9 +288,14 @@ def train(config, model_dir, *, verbose=2):
   run_dir.save_model(os.path.join(model_dir, "model.keras"), model)
 
   extra = dict(protocol=config.protocol, backbone=config.backbone,
+               method=config.method,
                train_seconds=round(train_seconds, 1))
   if "val_mAP" in history.history:
     extra["validation_mAP"] = history.history["val_mAP"][-1]
+  if not config.evaluate_test:  # Tuning: the queries stay unseen.
+    results = dict(extra, bits=config.bits, dataset=config.dataset)
+    run_dir.write_json(os.path.join(model_dir, "metrics.json"), results)
+    return results
   results, curve = evaluation.evaluate_run(
       model, data, model_dir, batch_size=config.eval_batch_size,
       topk=config.topk, extra=extra)

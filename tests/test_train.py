@@ -90,6 +90,10 @@ def test_default_model_dir_is_new_under_runs(tmp_path):
     (dict(backbone="vgg16", weights="/no/such.h5"),
      "Weights file not found. Received: weights=/no/such.h5"),
     (dict(validation_fraction=1.5), "Received: validation_fraction=1.5"),
+    (dict(method="lsh"), "Unknown method 'lsh'. Available: dhe, dlbhc, dpsh"),
+    (dict(method="dlbhc", hash_loss_weight=1.0), "dlbhc has no hash loss"),
+    (dict(method="dsh", method_params=("alpha=1",)),
+     "dsh has no parameter 'alpha'. Available: margin, regularizer_weight"),
 ])
 def test_bad_config_is_named_before_anything_is_written(tmp_path, changes,
                                                         message):
@@ -103,6 +107,8 @@ def test_bad_config_is_named_before_anything_is_written(tmp_path, changes,
     (["--dataset=imagenet"],
      "Unknown dataset 'imagenet'. Available: cifar10, embedded"),
     (["--model_dir=/etc/hostname/run"], "Cannot write to model_dir="),
+    (["--method=dpsh", "--method_params=quantization_weight=lots"],
+     "method_params quantization_weight must be a number"),
 ])
 def test_bad_input_is_one_line_with_status_2(tmp_path, args, message):
   result = _train(*args, cwd=tmp_path)

@@ -1,0 +1,215 @@
+"""Baseline hashing losses against their formulas, on hand-made batches."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dhe_tf import baselines
+from dhe_tf import losses
+from dhe_tf import methods
+from dhe_tf.errors import ConfigError
+
+_RNG = np.random.default_rng(0)
+U = _RNG.uniform(0.02, 0.98, (6, 8)).astype("float32")
+IDS = np.array([0, 0, 1, 2, 1, 0])
+ONE_HOT = np.eye(3, dtype="float32")[IDS]
+MULTI_HOT = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1],
+                      [1, 0, 1]], "float32")
+
+
+def _similarity(labels):
+  labels = np.asarray(labels, np.float32)
+  return (labels @ labels.T > 0.5).astype(np.float64)
+
+
+def _pairs_mean(values, mask):
+  return (values * mask).sum() / max(mask.sum(), 1.0)
+
+
+def _off_diagonal(n):
+  return 1.0 - np.eye(n)
+
+
+def _softplus(x):
+  return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+
+
+def _value(loss, labels, u=U):
+  return float(loss(labels, u))
+
+
+@pytest.mark.parametrize("labels", [ONE_HOT, MULTI_HOT])
+def test_dpsh_equals_formula(labels):
+  v = 2.0 * U.astype(np.float64) - 1.0
+  s = _similarity(labels)
+  pairs = _off_diagonal(len(v))
+  theta = 0.5 * v @ v.T
+  likelihood = _pairs_mean(_softplus(theta) - s * theta, pairs)
+  quantization = np.mean((v - np.sign(v)) ** 2)
+  expected = likelihood + 0.3 * quantization
+  loss = baselines.DPSHLoss(quantization_weight=0.3)
+  assert _value(loss, labels) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("labels", [ONE_HOT, MULTI_HOT])
+def test_dsh_equals_formula(labels):
+  v = 2.0 * U.astype(np.float64) - 1.0
+  k = v.shape[1]
+  s = _similarity(labels) * _off_diagonal(len(v))
+  dissimilar = (1 - _similarity(labels)) * _off_diagonal(len(v))
+  d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
+  pairs = 0.5 * s * d + 0.5 * dissimilar * np.maximum(1.5 * k - d, 0)
+  contrastive = _pairs_mean(pairs, s + dissimilar)
+  regularizer = np.abs(np.abs(v) - 1).sum(1).mean()
+  expected = contrastive + 0.05 * regularizer
+  loss = baselines.DSHLoss(margin=1.5, regularizer_weight=0.05)
+  assert _value(loss, labels) == pytest.approx(expected, rel=1e-5)
+
+
+def _hashnet_reference(labels, u, scale, beta):
+  v = np.clip(2.0 * u.astype(np.float64) - 1.0, -1 + 1e-6, 1 - 1e-6)
+  h = np.tanh(beta * np.arctanh(v))
+  k = h.shape[1]
+  s = _similarity(labels) * _off_diagonal(len(h))
+  dissimilar = (1 - _similarity(labels)) * _off_diagonal(len(h))
+  theta = scale / k * h @ h.T
+  loss = _softplus(theta) - s * theta
+  return _pairs_mean(loss, s) + _pairs_mean(loss, dissimilar)
+
+
+@pytest.mark.parametrize("labels", [ONE_HOT, MULTI_HOT])
+def test_hashnet_equals_formula_at_start_of_continuation(labels):
+  # β = 1: the codes are exactly 2u − 1.
+  loss = baselines.HashNetLoss(scale=10.0)
+  expected = _hashnet_reference(labels, U, 10.0, 1.0)
+  assert _value(loss, labels) == pytest.approx(expected, rel=1e-4)
+
+
+def test_hashnet_continuation_sharpens_codes_with_steps():
+  loss = baselines.HashNetLoss(scale=10.0, gamma=0.5, power=0.5)
+  callback = baselines.HashNetContinuation(loss)
+  for batch in range(3):  # Steps 0, 1, 2 → β = (1 + 0.5·2)^0.5 before step 2.
+    callback.on_train_batch_begin(batch)
+  assert float(loss.beta) == pytest.approx(2.0 ** 0.5)
+  expected = _hashnet_reference(ONE_HOT, U, 10.0, 2.0 ** 0.5)
+  assert _value(loss, ONE_HOT) == pytest.approx(expected, rel=1e-4)
+
+
+def test_hadamard_centres_are_half_the_bits_apart():
+  centers = baselines.hash_centers(10, 16)
+  distances = (16 - centers @ centers.T) / 2
+  np.testing.assert_array_equal(np.diag(distances), 0)
+  off = distances[~np.eye(10, dtype=bool)]
+  assert off.min() == 8 and set(np.unique(off)) <= {8, 16}
+
+
+def test_random_centres_are_balanced_distinct_and_seeded():
+  centers = baselines.hash_centers(10, 12, seed=3)
+  assert centers.shape == (10, 12)
+  np.testing.assert_array_equal((centers > 0).sum(1), 6)
+  distances = (12 - centers @ centers.T) / 2
+  assert distances[~np.eye(10, dtype=bool)].min() >= 2
+  np.testing.assert_array_equal(centers, baselines.hash_centers(10, 12, 3))
+
+
+def _bce(p, t):
+  p = np.clip(p, 1e-6, 1 - 1e-6)
+  return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean()
+
+
+def test_csq_equals_formula_with_single_labels():
+  loss = baselines.CSQLoss(num_classes=3, bits=8, quantization_weight=0.2)
+  centers = baselines.hash_centers(3, 8)
+  targets = (centers[IDS] + 1) / 2
+  v = 2.0 * U.astype(np.float64) - 1.0
+  expected = _bce(U.astype(np.float64), targets) + 0.2 * np.mean(
+      (np.abs(v) - 1) ** 2)
+  assert _value(loss, ONE_HOT) == pytest.approx(expected, rel=1e-5)
+  assert _value(loss, IDS) == pytest.approx(expected, rel=1e-5)
+
+
+def test_csq_multi_hot_target_is_sign_of_summed_centres():
+  loss = baselines.CSQLoss(num_classes=3, bits=8)
+  total = MULTI_HOT @ loss.centers
+  total = np.where(total == 0, loss.tie_center[None, :], total)
+  np.testing.assert_array_equal(
+      keras.ops.convert_to_numpy(loss.targets(MULTI_HOT)),
+      (np.sign(total) + 1) / 2)
+  # Two classes with Hadamard centres agree on half the bits: ties exist.
+  assert (MULTI_HOT @ loss.centers == 0).any()
+
+
+def test_csq_loss_vanishes_at_the_centres():
+  loss = baselines.CSQLoss(num_classes=3, bits=8, quantization_weight=1.0)
+  at_center = np.clip((loss.centers[IDS] + 1) / 2, 1e-6, 1 - 1e-6)
+  assert _value(loss, ONE_HOT, at_center.astype("float32")) < 1e-4
+
+
+ALL_LOSSES = [
+    losses.HammingEmbeddingLoss(),
+    baselines.DPSHLoss(),
+    baselines.DSHLoss(),
+    baselines.HashNetLoss(),
+    baselines.CSQLoss(num_classes=3, bits=8),
+]
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda l: l.name)
+@pytest.mark.parametrize("u", [U, np.zeros_like(U), np.ones_like(U),
+                               np.full_like(U, 0.5)],
+                         ids=["inside", "zeros", "ones", "half"])
+def test_gradients_are_finite_even_at_saturation(loss, u):
+  u = tf.Variable(u)
+  with tf.GradientTape() as tape:
+    value = loss(MULTI_HOT, u)
+  gradient = tape.gradient(value, u)
+  assert np.isfinite(float(value))
+  assert np.all(np.isfinite(gradient.numpy()))
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda l: l.name)
+def test_loss_compiles_under_xla_to_the_same_value(loss):
+  compiled = tf.function(lambda y, u: loss(y, u), jit_compile=True)
+  assert float(compiled(ONE_HOT, U)) == pytest.approx(
+      float(loss(ONE_HOT, U)), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda l: l.name)
+def test_config_round_trip_gives_the_same_loss(loss):
+  again = keras.losses.deserialize(keras.losses.serialize(loss))
+  assert type(again) is type(loss)
+  assert again.get_config() == loss.get_config()
+  assert float(again(ONE_HOT, U)) == pytest.approx(float(loss(ONE_HOT, U)))
+
+
+def test_method_params_are_parsed_and_checked():
+  assert methods.parse_params("dsh", ["margin=1.5", "regularizer_weight=0"]) \
+      == {"margin": 1.5, "regularizer_weight": 0.0}
+  assert methods.parse_params("csq", ["seed=3"]) == {"seed": 3}
+  for method, pairs, message in [
+      ("dsh", ["margin"], "key=value"),
+      ("dsh", ["alpha=1"], "no parameter 'alpha'"),
+      ("dsh", ["margin=big"], "must be a number"),
+      ("dpsh", ["quantization_weight=-1"], "≥ 0"),
+      ("dhe", ["margin=0.5"], "--margin"),
+      ("nope", [], "Unknown method"),
+  ]:
+    with pytest.raises(ConfigError, match=message):
+      if method == "nope":
+        methods.check_method(method)
+      methods.parse_params(method, pairs)
+
+
+def test_every_method_builds_its_loss():
+  from dhe_tf import training  # pylint: disable=g-import-not-at-top
+  expected = {"dhe": losses.HammingEmbeddingLoss, "dlbhc": type(None),
+              "dpsh": baselines.DPSHLoss, "dsh": baselines.DSHLoss,
+              "hashnet": baselines.HashNetLoss, "csq": baselines.CSQLoss}
+  for name, kind in expected.items():
+    config = training.TrainConfig(method=name, bits=12)
+    loss = methods.hash_loss(config, num_classes=10)
+    assert type(loss) is kind, name
+  csq = methods.hash_loss(training.TrainConfig(method="csq", bits=16),
+                          num_classes=10)
+  assert csq.centers.shape == (10, 16)
