@@ -152,3 +152,50 @@ class HammingEmbeddingLoss(keras.losses.Loss):
                   dissimilar_weight=self.dissimilar_weight,
                   quantization_weight=self.quantization_weight)
     return config
+
+
+@keras.saving.register_keras_serializable(package="dhe_tf")
+class WarmedUpLoss(keras.losses.Loss):
+  """A loss whose weight grows from 0 to 1 over the first steps of training.
+
+      L_t = min(1, t / T) · L(y_true, y_pred)
+
+  for training step t and warm-up length T steps (set by `LossWarmup`).
+  Used for DHE's Hamming embedding loss: while the codes are still random,
+  pulling similar images together saturates their sigmoids early, merging
+  classes before the features separate them; during the warm-up the
+  classification loss shapes the features first.
+
+  Args:
+    loss: the wrapped keras.losses.Loss.
+  """
+
+  def __init__(self, loss, name=None, **kwargs):
+    if isinstance(loss, dict):
+      loss = keras.losses.deserialize(loss)
+    super().__init__(name=name or loss.name, **kwargs)
+    self.loss = loss
+    self.scale = keras.Variable(0.0, trainable=False, dtype="float32",
+                                name="warmup_scale")
+
+  def call(self, y_true, y_pred):
+    return ops.convert_to_tensor(self.scale) * self.loss.call(y_true, y_pred)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(loss=keras.losses.serialize(self.loss))
+    return config
+
+
+class LossWarmup(keras.callbacks.Callback):
+  """Sets WarmedUpLoss.scale to min(1, t / steps) before training step t."""
+
+  def __init__(self, loss, steps):
+    super().__init__()
+    self.loss = loss
+    self.steps = max(int(steps), 1)
+    self.step = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.loss.scale.assign(min(1.0, self.step / self.steps))
+    self.step += 1

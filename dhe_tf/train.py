@@ -78,6 +78,9 @@ flags.DEFINE_list("method_params", [],
                   "key=value hyper-parameters of a baseline method's loss, "
                   "e.g. quantization_weight=0.05 for dpsh (DHE's have the "
                   "flags below).")
+flags.DEFINE_float("hash_loss_warmup_epochs", 0.0,
+                   "Epochs over which the weight of the hash loss grows "
+                   "linearly from 0 to --hash_loss_weight (0: no warm-up).")
 flags.DEFINE_float("hash_loss_weight", None,
                    "Weight of the method's loss on the hash layer; default: "
                    "the method's (1, or 0 for dlbhc).")
@@ -137,6 +140,7 @@ def config_from_flags():
       learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
       method=FLAGS.method, method_params=tuple(FLAGS.method_params),
       hash_loss_weight=FLAGS.hash_loss_weight,
+      hash_loss_warmup_epochs=FLAGS.hash_loss_warmup_epochs,
       classification_weight=FLAGS.classification_weight,
       margin=FLAGS.margin, similar_weight=FLAGS.similar_weight,
       dissimilar_weight=FLAGS.dissimilar_weight,

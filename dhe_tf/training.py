@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dhe_tf import evaluation
+from dhe_tf import losses
 from dhe_tf import methods
 from dhe_tf import model as model_lib
 from dhe_tf import run_dir
@@ -60,6 +61,7 @@ class TrainConfig:
   validation_every: int = 5
   jit_compile: str = "auto"
   evaluate_test: bool = True
+  hash_loss_warmup_epochs: float = 0.0
 
 
 def resolve(config):
@@ -100,6 +102,9 @@ def validate(config):
   if config.batch_size < 2:
     raise ConfigError("batch_size must be at least 2 (the loss is over pairs)."
                       f" Received: batch_size={config.batch_size}")
+  if config.hash_loss_warmup_epochs < 0:
+    raise ConfigError("hash_loss_warmup_epochs must be ≥ 0. Received: "
+                      f"hash_loss_warmup_epochs={config.hash_loss_warmup_epochs}")
   if config.learning_rate <= 0:
     raise ConfigError("learning_rate must be positive. "
                       f"Received: learning_rate={config.learning_rate}")
@@ -131,7 +136,8 @@ def validate(config):
                       f"Available: {', '.join(_JIT_CHOICES)}")
 
 
-def compile_model(model, config, *, num_classes, multi_label):
+def compile_model(model, config, *, num_classes, multi_label,
+                  steps_per_epoch=1):
   """Compiles `model` with the objective of `config`'s method.
 
   Objective: hash_loss_weight · L_method(hash)
@@ -140,10 +146,19 @@ def compile_model(model, config, *, num_classes, multi_label):
   see dhe_tf.methods). A term of weight 0 is left out; with
   classification_weight = 0 the classifier is frozen and unused.
 
+  With hash_loss_warmup_epochs > 0 the hash loss's weight grows linearly
+  from 0 over that many epochs of `steps_per_epoch` steps.
+
   Returns:
-    The callbacks the method's loss needs during fit (HashNet continuation).
+    The callbacks the objective needs during fit (HashNet's continuation,
+    the warm-up).
   """
   hash_loss = methods.hash_loss(config, num_classes=num_classes)
+  fit_callbacks = methods.callbacks(hash_loss)
+  if hash_loss is not None and config.hash_loss_warmup_epochs > 0:
+    hash_loss = losses.WarmedUpLoss(hash_loss)
+    fit_callbacks.append(losses.LossWarmup(
+        hash_loss, config.hash_loss_warmup_epochs * steps_per_epoch))
   loss, loss_weights = {}, {}
   if hash_loss is not None and config.hash_loss_weight > 0:
     loss["hash"] = hash_loss
@@ -159,7 +174,7 @@ def compile_model(model, config, *, num_classes, multi_label):
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                 loss=loss, loss_weights=loss_weights,
                 jit_compile=_JIT_CHOICES[config.jit_compile])
-  return methods.callbacks(loss.get("hash"))
+  return fit_callbacks
 
 
 def hold_out(dataset, size, fraction, seed):
@@ -251,16 +266,18 @@ def train(config, model_dir, *, verbose=2):
       num_classes=data.num_classes, image_shape=data.image_shape,
       weights=config.weights, fc_units=config.fc_units,
       image_size=config.image_size)
-  method_callbacks = compile_model(model, config,
-                                   num_classes=data.num_classes,
-                                   multi_label=data.multi_label)
-
   fit_part, split = data.parts["train"], dict(data.split)
+  fit_size = len(data.split["train"])
   if config.validation_fraction > 0:
     fit_part, validation, held = hold_out(
         fit_part, len(data.split["train"]), config.validation_fraction,
         seed=config.split_seed)
     split["validation"] = data.split["train"][held]
+    fit_size -= len(held)
+  method_callbacks = compile_model(
+      model, config, num_classes=data.num_classes,
+      multi_label=data.multi_label,
+      steps_per_epoch=max(fit_size // config.batch_size, 1))
 
   created = run_dir.create(model_dir)
   try:

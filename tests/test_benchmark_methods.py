@@ -20,11 +20,12 @@ def _tool(*args, cwd):
 def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   out = tmp_path / "out"
   (tmp_path / "flags").mkdir()
-  result = _tool("--quick", "--protocol=tiny", "--methods=dlbhc,hashnet",
-                 "--bits=6", "--seeds=4,5", "--epochs=1", "--jit_compile=false",
-                 f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}",
-                 cwd=tmp_path)
+  args = ["--quick", "--protocol=tiny", "--methods=dlbhc,hashnet", "--bits=6",
+          "--seeds=4,5", "--epochs=1", "--jit_compile=false",
+          f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}"]
+  result = _tool(*args, cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count(" in ") == 2  # One line per run.
 
   with open(out / "results.csv", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
@@ -51,6 +52,14 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   assert (dlbhc["hash_loss_weight"], dlbhc["classification_weight"]) == (0, 1)
   assert (hashnet["hash_loss_weight"],
           hashnet["classification_weight"]) == (1, 0)
+
+  # Run again: every run is in results.csv already, so none is repeated.
+  before = (out / "results.csv").read_text(encoding="utf-8")
+  again = _tool(*args, cwd=tmp_path)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count(" in ") == 0
+  assert (out / "results.csv").read_text(encoding="utf-8") == before
+  assert (out / "results.md").read_text(encoding="utf-8") == table
 
 
 def test_unknown_method_is_one_line(tmp_path):

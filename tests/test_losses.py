@@ -108,3 +108,21 @@ def test_config_round_trip():
   again = keras.saving.deserialize_keras_object(serialized)
   assert isinstance(again, losses.HammingEmbeddingLoss)
   assert again.margin == 0.4 and again.quantization_weight == 0.01
+
+
+def test_warmed_up_loss_grows_linearly_then_stays():
+  inner = losses.HammingEmbeddingLoss()
+  loss = losses.WarmedUpLoss(inner)
+  warmup = losses.LossWarmup(loss, steps=4)
+  labels = [0, 0, 1, 1]
+  u = np.random.default_rng(1).uniform(0, 1, (4, 6)).astype("float32")
+  full = float(inner(labels, u))
+  seen = []
+  for step in range(6):
+    warmup.on_train_batch_begin(step)
+    seen.append(float(loss(labels, u)))
+  np.testing.assert_allclose(seen, np.array([0, .25, .5, .75, 1, 1]) * full,
+                             rtol=1e-6)
+  again = keras.losses.deserialize(keras.losses.serialize(loss))
+  assert isinstance(again.loss, losses.HammingEmbeddingLoss)
+  assert again.loss.get_config() == inner.get_config()

@@ -27,6 +27,7 @@ flagfiles.
 import csv
 import dataclasses
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -66,9 +67,9 @@ flags.DEFINE_string("out_dir", None, "Output directory; default "
 FLAGS = flags.FLAGS
 
 # The settings every method shares unless its flagfile says otherwise.
-SHARED = dict(backbone="small_cnn", epochs=10, batch_size=128,
+SHARED = dict(backbone="small_cnn", epochs=6, batch_size=128,
               learning_rate=1e-3, jit_compile="true", validation_fraction=0.1,
-              validation_every=5)
+              validation_every=3)
 
 # The search budget: 4 settings per method, of its own loss's
 # hyper-parameters around the values of its paper / code. DLBHC's loss has
@@ -211,7 +212,7 @@ def _mean_std(values):
 def summary_table(rows):
   """Markdown: mAP (mean ± std over seeds) and P@H≤2 per method × bits."""
   bits = sorted({r["bits"] for r in rows})
-  names = list(dict.fromkeys(r["method"] for r in rows))
+  names = [m for m in methods.METHODS if any(r["method"] == m for r in rows)]
   best = {}
   for b in bits:
     means = {m: statistics.mean(r["mAP"] for r in rows
@@ -240,7 +241,7 @@ def plot(path, rows):
   matplotlib.use("Agg")
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
   figure, axes = pyplot.subplots(figsize=(6, 4))
-  for m in dict.fromkeys(r["method"] for r in rows):
+  for m in [m for m in methods.METHODS if any(r["method"] == m for r in rows)]:
     bits = sorted({r["bits"] for r in rows if r["method"] == m})
     means = [statistics.mean(r["mAP"] for r in rows
                              if r["method"] == m and r["bits"] == b)
@@ -257,19 +258,46 @@ def plot(path, rows):
   os.replace(path + ".tmp.png", path)
 
 
+def read_rows(path):
+  """The rows of an earlier results.csv, typed; [] when there is none."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    for key in ("bits", "seed", "epochs"):
+      row[key] = int(row[key])
+    for key in ("mAP", "p_h2", "train_seconds", "wall_seconds"):
+      row[key] = float(row[key])
+    row["validation_mAP"] = float(row["validation_mAP"] or "nan")
+  return rows
+
+
 def benchmark(out_dir, bits_list, seeds):
-  rows = []
+  """Runs every method × bits × seed not already in out_dir/results.csv.
+
+  An interrupted benchmark continues where it stopped when run again with
+  the same --out_dir; runs it had not finished start over.
+  """
+  rows = read_rows(os.path.join(out_dir, "results.csv"))
+  done = {(r["method"], r["bits"], r["seed"]) for r in rows}
   for bits in bits_list:
     for seed in seeds:
       for method in FLAGS.methods:
+        if (method, bits, seed) in done:
+          continue
         config = dataclasses.replace(base_config(method), bits=bits, seed=seed)
         name = f"{method}_{bits}bits_seed{seed}"
-        results = run_one(config, os.path.join(out_dir, "runs", name))
+        directory = os.path.join(out_dir, "runs", name)
+        shutil.rmtree(directory, ignore_errors=True)  # An unfinished run.
+        results = run_one(config, directory)
         rows.append(_row(config, results))
         print(f"{name}: mAP {results['mAP']:.4f} (validation "
               f"{results.get('validation_mAP', float('nan')):.4f}) in "
               f"{results['wall_seconds']} s", flush=True)
         write_csv(os.path.join(out_dir, "results.csv"), rows)
+  rows = [r for r in rows if r["method"] in FLAGS.methods and
+          r["bits"] in bits_list and r["seed"] in seeds]
   table = summary_table(rows)
   caption = (f"{FLAGS.dataset} {FLAGS.protocol}, mAP@all over "
              f"{len(seeds)} seed(s) (mean ± std), {rows[0]['epochs']} epochs"
