@@ -312,11 +312,56 @@ def _announce(config, strategy, xla, policy, resumed, backup_dir):
   policy_name, policy_reason = policy
   logging.info("XLA %s (%s).", "on" if xla_on else "off", xla_reason)
   logging.info("Dtype policy %s (%s).", policy_name, policy_reason)
-  logging.info("Strategy %s: %d replica(s), %s images per replica per step.",
+  logging.info("Strategy %s: %d replica(s), %g images per replica per step.",
                config.strategy, replicas, config.batch_size / replicas)
-  if resumed:
+  if resumed and os.path.isdir(backup_dir):
     logging.info("Resuming the unfinished run from %s.", backup_dir)
+  elif resumed:
+    logging.info("Restarting the unfinished run: no epoch had completed.")
   return dict(xla=xla_on, dtype_policy=policy_name, replicas=replicas)
+
+
+def _split_training_part(config, data):
+  """(fit part, validation part or None, split with "validation")."""
+  split = dict(data.split)
+  if config.validation_fraction == 0:
+    return data.parts["train"], None, split
+  fit_part, validation, held = hold_out(
+      data.parts["train"], len(data.split["train"]),
+      config.validation_fraction, seed=config.split_seed)
+  split["validation"] = data.split["train"][held]
+  return fit_part, validation, split
+
+
+def _task_paths(model_dir, strategy, chief):
+  """(directory of this task's outputs, of its backup).
+
+  The chief writes model_dir; another worker of a multi-worker run writes
+  its outputs to a temporary directory and its backup beside the chief's,
+  so they never collide even when model_dir is on a shared file system.
+  """
+  if chief:
+    return model_dir, os.path.join(model_dir, "backup")
+  return (tempfile.mkdtemp(prefix="dhe_tf_worker_"),
+          os.path.join(model_dir, f"backup_{scaling.task_name(strategy)}"))
+
+
+def _callbacks(config, data, logs, backup_dir, *, validation, fit_part):
+  """The trainer's own fit() callbacks, in the order they must run.
+
+  The backup of an epoch is written before anything else sees its end, and
+  removed only once model.keras exists, so a kill at any point resumes.
+  """
+  callbacks = [
+      StopOnNaN(backup_dir),
+      keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+      keras.callbacks.TensorBoard(logs)]
+  if validation is not None:
+    callbacks.append(evaluation.ValidationMAP(
+        validation, fit_part, os.path.join(logs, "validation"),
+        every=config.validation_every, epochs=config.epochs,
+        batch_size=config.eval_batch_size, topk=config.topk or data.topk))
+  return callbacks
 
 
 def train(config, model_dir, *, verbose=2, callbacks=()):
@@ -368,16 +413,9 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   resumed = chief and run_dir.check_resumable(model_dir, flags)
   keras.utils.set_random_seed(config.seed)
   data = load_data(config)
-
-  fit_part, split = data.parts["train"], dict(data.split)
-  fit_size = len(data.split["train"])
-  if config.validation_fraction > 0:
-    fit_part, validation, held = hold_out(
-        fit_part, len(data.split["train"]), config.validation_fraction,
-        seed=config.split_seed)
-    split["validation"] = data.split["train"][held]
-    fit_size -= len(held)
-  steps_per_epoch = _steps_per_epoch(fit_size, config.batch_size)
+  fit_part, validation, split = _split_training_part(config, data)
+  steps_per_epoch = _steps_per_epoch(len(split["train"]) - len(
+      split.get("validation", ())), config.batch_size)
   with strategy.scope(), scaling.dtype_policy(policy[0]):
     model = model_lib.build_model(
         backbone=config.backbone, bits=config.bits,
@@ -390,11 +428,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
     xla = (False, "a layer of the model does not support XLA")
 
   created = run_dir.create(model_dir)
-  if chief:
-    out_dir, backup_dir = model_dir, os.path.join(model_dir, "backup")
-  else:
-    out_dir = tempfile.mkdtemp(prefix="dhe_tf_worker_")
-    backup_dir = os.path.join(model_dir, f"backup_{scaling.task_name(strategy)}")
+  out_dir, backup_dir = _task_paths(model_dir, strategy, chief)
   try:
     if chief and not resumed:
       run_dir.write_json(os.path.join(out_dir, "flags.json"), flags)
@@ -402,21 +436,12 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   except BaseException:
     run_dir.remove_created(created)
     raise
-  execution = _announce(config, strategy, xla, policy,
-                        resumed and os.path.isdir(backup_dir), backup_dir)
+  execution = _announce(config, strategy, xla, policy, resumed, backup_dir)
 
   logs = os.path.join(out_dir, "logs")
-  # The backup is written before anything else sees an epoch's end, and
-  # removed only once model.keras exists, so a kill at any point resumes.
-  own_callbacks = [
-      StopOnNaN(backup_dir),
-      keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-      keras.callbacks.TensorBoard(logs)]
-  if config.validation_fraction > 0 and chief:
-    own_callbacks.append(evaluation.ValidationMAP(
-        validation, fit_part, os.path.join(logs, "validation"),
-        every=config.validation_every, epochs=config.epochs,
-        batch_size=config.eval_batch_size, topk=config.topk or data.topk))
+  own_callbacks = _callbacks(config, data, logs, backup_dir,
+                             validation=validation if chief else None,
+                             fit_part=fit_part)
   train_batches = pipeline.batches(fit_part, batch_size=config.batch_size,
                                    training=True, seed=config.seed)
   try:

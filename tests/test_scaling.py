@@ -1,6 +1,7 @@
 """XLA, mixed precision, fine-tuning optimizer and schedules, run-dir resume
 rules: everything of issue 7 that runs in this process on a CPU."""
 
+import glob
 import json
 import os
 import re
@@ -252,3 +253,18 @@ def test_config_json_round_trip_keeps_tuples():
                                 fc_units=(64,))
   values = json.loads(json.dumps(training.dataclasses.asdict(config)))
   assert training.config_from_json(values) == config
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags",
+    "*.flags"))), ids=os.path.basename)
+def test_every_flagfile_gives_a_valid_config(path):
+  from dhe_tf import train as cli  # pylint: disable=g-import-not-at-top
+  cli.FLAGS(["dhe_tf.train", f"--flagfile={path}"])
+  try:
+    config = cli.config_from_flags()
+  finally:
+    cli.FLAGS.unparse_flags()
+  training.validate(config)
+  if config.weights == "imagenet":  # The paper's settings fine-tune.
+    assert config.backbone_lr_multiplier < 1 and config.weight_decay > 0
