@@ -95,8 +95,10 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   S and D are averaged separately, so their balance is set by α and β, not
   by the share of similar pairs in a batch. The margin is a fraction of K so
   that one value serves every code length. The loss is computed over all
-  pairs of the batch it is given (under tf.distribute: of each replica's
-  batch).
+  pairs of the batch it is given. Under tf.distribute that is one replica's
+  share of the global batch (global batch / replicas images; no pair spans
+  two replicas), and the gradient applied is the mean over replicas of the
+  gradients of their losses.
 
   Why these defaults: at initialisation every u is near 0.5, where the
   relaxed distance of any pair is K/2. A margin of 0.5 would leave the push

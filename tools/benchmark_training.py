@@ -64,7 +64,7 @@ def synthetic_batches(batch_size, side, num_classes=10, seed=0):
   labels = np.eye(num_classes, dtype="float32")[
       rng.integers(0, num_classes, batch_size)]
   return tf.data.Dataset.from_tensors(
-      (images, {"hash": labels, "logits": labels})).repeat()
+      (images, {"hash": labels, "logits": labels})).repeat().prefetch(2)
 
 
 def measure(backbone, side, *, batch_size, bits, xla, policy, steps,
