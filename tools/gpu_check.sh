@@ -2,7 +2,7 @@
 # The GPU check of issue 7 in one command (needs TensorFlow with CUDA):
 #
 #   tools/gpu_check.sh            # ~3 min: 2 min of timed steps + compiles
-#   tools/gpu_check.sh --quick    # ~30 s: a few steps (what CI runs on CPU)
+#   tools/gpu_check.sh --quick    # ~30 s: 3 timed steps each (what CI runs on CPU)
 #
 # Prints the machine, then tools/benchmark_training.py's table: images/s of
 # the real training step (DHE loss + classification) for ResNet50 at 224 px,
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 budget=120 steps=200 warmup=5
 if [[ "${1:-}" == "--quick" ]]; then
-  budget=8 steps=10 warmup=2
+  budget=4 steps=3 warmup=1
 elif [[ $# -gt 0 ]]; then
   echo "usage: $0 [--quick]" >&2
   exit 2
