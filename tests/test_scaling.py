@@ -75,8 +75,12 @@ def test_train_step_with_jit_compile_true_matches_the_step_without():
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
+_CPU_ONLY = pytest.mark.skipif(bool(scaling.gpus()),
+                               reason="expectations of a CPU-only machine")
+
+
+@_CPU_ONLY
 def test_jit_resolution_on_cpu_says_why():
-  assert not scaling.gpus()  # These expectations are for a CPU machine.
   assert scaling.resolve_jit_compile("auto", strategy_name="default") == (
       False, "jit_compile=auto and no GPU: XLA pays off on GPUs")
   assert scaling.resolve_jit_compile("true", strategy_name="default")[0]
@@ -106,6 +110,7 @@ def test_mixed_bfloat16_keeps_codes_logits_and_loss_in_float32():
   assert all(v.dtype == "float32" for v in model.trainable_variables)
 
 
+@_CPU_ONLY
 def test_mixed_precision_auto_is_float32_without_a_gpu():
   assert scaling.resolve_mixed_precision("auto")[0] == "float32"
   assert scaling.resolve_mixed_precision("mixed_bfloat16")[0] == (

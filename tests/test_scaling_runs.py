@@ -206,6 +206,8 @@ def test_two_workers_on_localhost_train_the_same_weights(tmp_path):
                                atol=1e-7)
 
 
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")),
+                    reason="on a GPU the check is ResNet50: run it by hand")
 def test_gpu_check_quick_runs_its_cpu_path():
   result = subprocess.run(["bash", "tools/gpu_check.sh", "--quick"],
                           capture_output=True, text=True, cwd=_REPO,
