@@ -138,8 +138,9 @@ def _validate_fine_tuning(config):
                       f"lr_schedule={config.lr_schedule}")
   for epoch in config.lr_decay_epochs:
     if not 0 < epoch < config.epochs:
-      raise ConfigError(f"lr_decay_epochs must lie in (0, epochs={config.epochs}"
-                        f"). Received: lr_decay_epochs={config.lr_decay_epochs}")
+      raise ConfigError(
+          f"lr_decay_epochs must lie in (0, epochs={config.epochs}). "
+          f"Received: lr_decay_epochs={config.lr_decay_epochs}")
 
 
 def make_optimizer(model, config, *, steps_per_epoch):

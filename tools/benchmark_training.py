@@ -94,6 +94,13 @@ def measure(backbone, side, *, batch_size, bits, xla, policy, steps,
   return done * batch_size / (time.perf_counter() - start), done
 
 
+def _device():
+  names = [tf.config.experimental.get_device_details(gpu).get("device_name",
+                                                              "GPU")
+           for gpu in scaling.gpus()]
+  return ", ".join(names) if names else f"CPU ({os.cpu_count()} cores)"
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -107,10 +114,7 @@ def main(argv):
     if policy != "float32":
       policies.append(policy)
   variants = [(policy, xla) for policy in policies for xla in (False, True)]
-  device = "GPU: " + ", ".join(
-      tf.config.experimental.get_device_details(g).get("device_name", "?")
-      for g in scaling.gpus()) if scaling.gpus() else f"CPU ({os.cpu_count()} cores)"
-  print(f"{backbone} at {side} px, batch {_BATCH_SIZE.value}, {device}, "
+  print(f"{backbone} at {side} px, batch {_BATCH_SIZE.value}, {_device()}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}\n")
   rows = []
   for policy, xla in variants:
