@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from dhe_tf.losses import pairwise_similarity
+from dhe_tf.losses import training_step
 
 _EPSILON = 1e-6
 
@@ -197,11 +198,9 @@ class HashNetContinuation(keras.callbacks.Callback):
   def __init__(self, loss):
     super().__init__()
     self.loss = loss
-    self.step = 0
 
   def on_train_batch_begin(self, batch, logs=None):
-    self.loss.beta.assign(self.loss.beta_at(self.step))
-    self.step += 1
+    self.loss.beta.assign(self.loss.beta_at(training_step(self)))
 
 
 def hadamard(order):

@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class DataUnavailableError(RuntimeError):
   """Data or weights are neither on disk nor downloadable; says what to pass."""
+
+
+class TrainingDivergedError(RuntimeError):
+  """The loss became NaN or infinite; says what was kept and what to change."""

@@ -95,8 +95,10 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   S and D are averaged separately, so their balance is set by α and β, not
   by the share of similar pairs in a batch. The margin is a fraction of K so
   that one value serves every code length. The loss is computed over all
-  pairs of the batch it is given (under tf.distribute: of each replica's
-  batch).
+  pairs of the batch it is given. Under tf.distribute that is one replica's
+  share of the global batch (global batch / replicas images; no pair spans
+  two replicas), and the gradient applied is the mean over replicas of the
+  gradients of their losses.
 
   Why these defaults: at initialisation every u is near 0.5, where the
   relaxed distance of any pair is K/2. A margin of 0.5 would leave the push
@@ -187,6 +189,20 @@ class WarmedUpLoss(keras.losses.Loss):
     return config
 
 
+def training_step(callback):
+  """The optimizer's step count t of `callback`'s model (0 before any step).
+
+  Read from the optimizer, not counted by the callback, so that a resumed
+  run continues its schedule where it stopped. Without a model (a callback
+  driven by hand) the callback counts its own calls.
+  """
+  model = getattr(callback, "_model", None)
+  if model is not None and getattr(model, "optimizer", None) is not None:
+    return int(model.optimizer.iterations.numpy())
+  callback.calls = getattr(callback, "calls", -1) + 1
+  return callback.calls
+
+
 class LossWarmup(keras.callbacks.Callback):
   """Sets WarmedUpLoss.scale to min(1, t / steps) before training step t."""
 
@@ -194,8 +210,6 @@ class LossWarmup(keras.callbacks.Callback):
     super().__init__()
     self.loss = loss
     self.steps = max(int(steps), 1)
-    self.step = 0
 
   def on_train_batch_begin(self, batch, logs=None):
-    self.loss.scale.assign(min(1.0, self.step / self.steps))
-    self.step += 1
+    self.loss.scale.assign(min(1.0, training_step(self) / self.steps))

@@ -5,6 +5,8 @@
     RUN/logs/           TensorBoard event files
     RUN/model.keras     the trained model
     RUN/metrics.json    retrieval quality on the queries
+    RUN/backup/         the state after the last completed epoch, while the
+                        run is unfinished (a rerun resumes from it)
 
 Every file is written to a temporary name and renamed into place, so a crash
 never leaves a truncated file under the final name.
@@ -52,6 +54,41 @@ def create(path):
   if not os.path.isdir(path):
     raise ConfigError(f"model_dir is not a directory. Received: {path}")
   return created
+
+
+def check_resumable(path, flags):
+  """Whether `path` holds an unfinished run of the same flags to continue.
+
+  Args:
+    path: the run directory.
+    flags: the dict the run writes to flags.json.
+
+  Returns:
+    False for a new run (no flags.json), True for an unfinished run with
+    the same flags.
+
+  Raises:
+    ConfigError: `path` holds a finished run (model.keras) or a run of other
+      flags; the message names the differing flags.
+  """
+  flags_path = os.path.join(path, "flags.json")
+  if not os.path.exists(flags_path):
+    return False
+  if os.path.exists(os.path.join(path, "model.keras")):
+    raise ConfigError(f"model_dir holds a finished run (model.keras); "
+                      f"evaluate it with dhe_tf.evaluate or pass a new "
+                      f"--model_dir. Received: model_dir={path}")
+  before = read_json(flags_path)
+  now = json.loads(json.dumps(flags))
+  changed = sorted(name for name in set(before) | set(now)
+                   if before.get(name) != now.get(name))
+  if changed:
+    differences = ", ".join(f"{name}={before.get(name)!r} there, "
+                            f"{now.get(name)!r} now" for name in changed)
+    raise ConfigError(f"model_dir holds an unfinished run with other flags "
+                      f"({differences}); rerun with its flags to resume it, "
+                      f"or pass a new --model_dir. Received: model_dir={path}")
+  return True
 
 
 def remove_created(created):

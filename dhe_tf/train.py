@@ -6,8 +6,10 @@ r"""Trains a hashing model (DHE or a baseline), saves it, reports retrieval mAP.
     tensorboard --logdir runs/
 
 Writes into --model_dir (default: a new directory under runs/): flags.json,
-split.npz, logs/ (TensorBoard), model.keras and metrics.json. Bad flags and
-missing data or weights are reported in one line, with exit status 2.
+split.npz, logs/ (TensorBoard), model.keras and metrics.json. Rerun with the
+same --model_dir and flags to resume an interrupted run. Bad flags, missing
+data or weights, and a loss that turns NaN are reported in one line, with
+exit status 2.
 """
 
 import os
@@ -23,6 +25,7 @@ from dhe_tf import run_dir
 from dhe_tf import training
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
+from dhe_tf.errors import TrainingDivergedError
 
 _DEFAULTS = training.TrainConfig()
 
@@ -112,18 +115,55 @@ flags.DEFINE_bool("evaluate_test", _DEFAULTS.evaluate_test,
                   "Score the queries against the database after training. "
                   "Tuning runs turn it off, so hyper-parameters are chosen "
                   "on validation mAP alone and the queries stay unseen.")
+
+# --- Scaling up: precision, fine-tuning a pretrained backbone, distribution
+# (README, "Scaling up"). ---
+flags.DEFINE_string("mixed_precision", _DEFAULTS.mixed_precision,
+                    "Mixed precision: none (float32), auto (mixed_float16 on "
+                    "GPUs with tensor cores, else none), mixed_float16 or "
+                    "mixed_bfloat16. The hash layer, classifier, losses and "
+                    "metrics stay float32.")
+flags.DEFINE_float("backbone_lr_multiplier", _DEFAULTS.backbone_lr_multiplier,
+                   "The backbone learns at this multiple of --learning_rate "
+                   "(the new layers at --learning_rate), e.g. 0.1 when "
+                   "fine-tuning ImageNet weights.")
+flags.DEFINE_integer("freeze_backbone_epochs",
+                     _DEFAULTS.freeze_backbone_epochs,
+                     "Warm-up epochs in which only the new layers learn.")
+flags.DEFINE_string("lr_schedule", _DEFAULTS.lr_schedule,
+                    "Learning rate over training: constant, cosine (to 0 at "
+                    "the last step) or step (× --lr_decay_factor after each "
+                    "of --lr_decay_epochs).")
+flags.DEFINE_integer("warmup_epochs", _DEFAULTS.warmup_epochs,
+                     "Epochs of linear learning-rate warm-up before the "
+                     "schedule.")
+flags.DEFINE_list("lr_decay_epochs", [], "Epochs after which "
+                  "--lr_schedule=step decays the learning rate, e.g. 20,25.")
+flags.DEFINE_float("lr_decay_factor", _DEFAULTS.lr_decay_factor,
+                   "Factor of each decay of --lr_schedule=step.")
+flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay,
+                   "Decoupled weight decay λ (AdamW): each step w ← w − λ·η·w "
+                   "with the variable's own rate η; not on biases and "
+                   "batch-norm parameters. 0 = Adam.")
+flags.DEFINE_string("strategy", _DEFAULTS.strategy,
+                    "tf.distribute strategy: default (one device), mirrored "
+                    "(all GPUs of this machine) or multi_worker (several "
+                    "machines, cluster in TF_CONFIG). --batch_size is the "
+                    "global batch, split across replicas.")
+# --- End of scaling up. ---
+
 flags.DEFINE_string("model_dir", None,
                     "Run directory; default: a new directory under runs/.")
 
 FLAGS = flags.FLAGS
 
 
-def _parse_units(values):
+def _parse_units(values, name="fc_units", example="512,256"):
   try:
     return tuple(int(v) for v in values)
   except ValueError:
-    raise ConfigError("fc_units must be integers, e.g. 512,256. "
-                      f"Received: fc_units={','.join(values)}") from None
+    raise ConfigError(f"{name} must be integers, e.g. {example}. "
+                      f"Received: {name}={','.join(values)}") from None
 
 
 def config_from_flags():
@@ -148,7 +188,15 @@ def config_from_flags():
       topk=FLAGS.topk or None, eval_batch_size=FLAGS.eval_batch_size,
       validation_fraction=FLAGS.validation_fraction,
       validation_every=FLAGS.validation_every,
-      jit_compile=FLAGS.jit_compile, evaluate_test=FLAGS.evaluate_test)
+      jit_compile=FLAGS.jit_compile, evaluate_test=FLAGS.evaluate_test,
+      mixed_precision=FLAGS.mixed_precision,
+      backbone_lr_multiplier=FLAGS.backbone_lr_multiplier,
+      freeze_backbone_epochs=FLAGS.freeze_backbone_epochs,
+      lr_schedule=FLAGS.lr_schedule, warmup_epochs=FLAGS.warmup_epochs,
+      lr_decay_epochs=_parse_units(FLAGS.lr_decay_epochs, "lr_decay_epochs",
+                                   "20,25"),
+      lr_decay_factor=FLAGS.lr_decay_factor,
+      weight_decay=FLAGS.weight_decay, strategy=FLAGS.strategy)
 
 
 def main(argv):
@@ -159,9 +207,13 @@ def main(argv):
     model_dir = FLAGS.model_dir or run_dir.default_path(config.dataset,
                                                         config.bits)
     results = training.train(config, model_dir)
-  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
+  except (ConfigError, DataUnavailableError, FileNotFoundError,
+          TrainingDivergedError) as e:
     print(f"dhe_tf.train: error: {e}", file=sys.stderr)
     sys.exit(2)
+  if results is None:  # A worker of a multi-worker run; the chief reports.
+    print("dhe_tf.train: worker done; the chief writes the run.")
+    return
   print(f"mAP@{results['topk']} = {results['mAP']:.4f} "
         f"({results['bits']} bits, {results['dataset']}, "
         f"{results['num_queries']} queries × {results['num_database']} "
