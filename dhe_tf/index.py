@@ -44,6 +44,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 
 import numpy as np
 
@@ -185,9 +186,10 @@ class MilvusBackend:
   name = "milvus"
   _BATCH = 20_000  # Rows per insert request, well under gRPC's 64 MB.
 
-  def __init__(self, client, collection, settings):
+  def __init__(self, client, uri, settings):
     self.client = client
-    self.collection = collection
+    self.uri = uri
+    self.collection = settings["collection"]
     self.settings = settings
 
   @staticmethod
@@ -202,7 +204,10 @@ class MilvusBackend:
       raise ConfigError('The milvus backend needs pymilvus: pip install '
                         '"dhe_tf[milvus]".') from e
     try:
-      return MilvusClient(uri)
+      with warnings.catch_warnings():
+        # Milvus Lite 2.5 imports the deprecated pkg_resources.
+        warnings.filterwarnings("ignore", "pkg_resources is deprecated")
+        return MilvusClient(uri)
     except Exception as e:  # pylint: disable=broad-except
       # pymilvus raises MilvusException or gRPC errors, varying by version.
       raise DataUnavailableError(f"Cannot connect to Milvus at {uri}: "
@@ -216,7 +221,14 @@ class MilvusBackend:
     if index_type not in MILVUS_INDEX_TYPES:
       raise ConfigError(f"Unknown milvus_index {index_type!r}. "
                         f"Available: {', '.join(MILVUS_INDEX_TYPES)}")
-    client = cls._client(cls._uri(directory, settings))
+    if settings.get("uri") and _is_local(settings["uri"]):
+      if not settings["uri"].endswith(".db"):
+        raise ConfigError("A Milvus URI is http(s)://host:port, or a Milvus "
+                          "Lite file whose name ends in .db. Received: "
+                          f"milvus_uri={settings['uri']}")
+      settings = dict(settings, uri=os.path.abspath(settings["uri"]))
+    uri = cls._uri(directory, settings)
+    client = cls._client(uri)
     collection = f"dhe_{uuid.uuid4().hex}"
     try:
       schema = client.create_schema(auto_id=False)
@@ -238,26 +250,29 @@ class MilvusBackend:
       client.flush(collection)
     except BaseException:
       client.drop_collection(collection)
-      client.close()
       raise
-    client.close()
+    finally:
+      _close(client, uri)
     return dict(settings, index_type=index_type, collection=collection)
 
   @classmethod
   def load(cls, directory, manifest):
     settings = manifest["settings"]
-    client = cls._client(cls._uri(directory, settings))
+    uri = cls._uri(directory, settings)
+    client = cls._client(uri)
     client.load_collection(settings["collection"])
-    return cls(client, settings["collection"], settings)
+    return cls(client, uri, settings)
 
   @classmethod
-  def drop(cls, directory, manifest):
-    """Drops the collection of a replaced index kept on a server."""
-    settings = manifest["settings"]
-    if settings.get("uri"):
-      client = cls._client(settings["uri"])
-      client.drop_collection(settings["collection"])
-      client.close()
+  def drop(cls, manifest):
+    """Drops the collection of a replaced index kept outside its directory."""
+    uri = manifest["settings"].get("uri")
+    if uri:
+      client = cls._client(uri)
+      try:
+        client.drop_collection(manifest["settings"]["collection"])
+      finally:
+        _close(client, uri)
 
   def _search(self, queries, limit, params):
     hits = []
@@ -298,7 +313,24 @@ class MilvusBackend:
     return rows
 
   def close(self):
-    self.client.close()
+    _close(self.client, self.uri)
+
+
+def _is_local(uri):
+  return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+def _close(client, uri):
+  """Closes a MilvusClient, and stops the Milvus Lite server of a local URI.
+
+  pymilvus 2.5's close() leaves the Lite server process running (until
+  Python exits) with the database open; it must stop before the directory
+  holding the database is renamed or opened again.
+  """
+  client.close()
+  if _is_local(uri):
+    from milvus_lite.server_manager import server_manager_instance  # pylint: disable=g-import-not-at-top
+    server_manager_instance.release_server(uri)
 
 
 _BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend}
@@ -396,7 +428,7 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
     run_dir.remove_created(created)
     raise
   if replaced and replaced["backend"] == "milvus":
-    MilvusBackend.drop(None, replaced)
+    MilvusBackend.drop(replaced)
   return manifest
 
 
