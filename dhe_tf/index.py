@@ -7,9 +7,10 @@ path and renamed into place, so a failed build never leaves a partial index
     INDEX/index.json   format, bits, count, backend and its settings, the
                        fingerprint of the model that made the codes,
                        class names
-    INDEX/codes.npz    packed uint8 [N, ceil(K / 8)], sources str [N] (the
-                       image path, or "<dataset>[<i>]" for in-memory data),
-                       labels uint8 [N, C] (C = 0 without labels)
+    INDEX/codes.npz    packed uint8 [N, ceil(K / 8)], sources UTF-8 [N]
+                       (the image path, or "<dataset>[<i>]" for in-memory
+                       data; [0] when none), labels uint8 [N, C] (C = 0
+                       without labels)
     INDEX/faiss.index  backend "faiss": a faiss.IndexBinaryFlat
                        (faiss.read_index_binary reads it)
     INDEX/milvus.db    backend "milvus" with no URI given: an embedded
@@ -394,11 +395,13 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
   if not len(packed):
     raise ConfigError("An index needs at least one code. Received: 0 codes")
   count = len(packed)
-  sources = (np.arange(count).astype(str) if sources is None
-             else np.asarray(sources, dtype=str))
+  # UTF-8 bytes: a quarter of NumPy's 4-byte unicode; none stored when the
+  # source is the id.
+  sources = (np.zeros(0, "S1") if sources is None else
+             np.char.encode(np.asarray(sources, dtype=str), "utf-8"))
   labels = (np.zeros((count, 0), np.uint8) if labels is None
             else (np.asarray(labels) > 0).astype(np.uint8))
-  if len(sources) != count or len(labels) != count:
+  if len(sources) not in (0, count) or len(labels) != count:
     raise ConfigError(f"sources and labels need one row per code. Received: "
                       f"{count} codes, {len(sources)} sources, "
                       f"{len(labels)} labels")
@@ -442,7 +445,7 @@ class Index:
     fingerprint: the fingerprint of the model that made the codes.
     backend: a FaissBackend or MilvusBackend.
     packed: uint8 [N, ceil(K/8)], the codes.
-    sources: str [N].
+    sources: UTF-8 bytes [N] (see `source`), or [0] when they are the ids.
     labels: uint8 [N, C].
     class_names: C names.
   """
@@ -457,6 +460,13 @@ class Index:
 
   def __len__(self):
     return len(self.packed)
+
+  def source(self, item):
+    """Where code `item` came from: an image path, "<dataset>[<i>]", or the
+    id itself when the index was built without sources."""
+    if not len(self.sources):
+      return str(item)
+    return self.sources[item].decode("utf-8")
 
   def check_fingerprint(self, fingerprint, what):
     """Raises ConfigError unless `what` (a model) made this index's codes."""

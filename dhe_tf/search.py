@@ -167,7 +167,7 @@ def _neighbor(index, rank, item, distance):
   names = [name for name, on in zip(index.class_names, index.labels[item])
            if on]
   return {"rank": rank, "id": int(item), "distance": int(distance),
-          "source": str(index.sources[item]), "labels": names}
+          "source": index.source(item), "labels": names}
 
 
 def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,

@@ -74,11 +74,12 @@ def test_metadata_round_trips(tmp_path):
   path = str(tmp_path / "index")
   labels = np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
   index_lib.build(path, metrics.pack_codes(_codes(4, 12, 0)), bits=12,
-                  fingerprint="abc", sources=["a.png", "b.png", "c", "d"],
+                  fingerprint="abc", sources=["a.png", "é.png", "c", "d"],
                   labels=labels, class_names=("x", "y", "z"))
   with index_lib.open_index(path) as index:
     assert (len(index), index.bits, index.fingerprint) == (4, 12, "abc")
-    assert list(index.sources) == ["a.png", "b.png", "c", "d"]
+    assert [index.source(i) for i in range(4)] == ["a.png", "é.png", "c",
+                                                   "d"]
     np.testing.assert_array_equal(index.labels, labels)
     assert index.class_names == ("x", "y", "z")
 

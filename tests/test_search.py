@@ -60,7 +60,7 @@ def test_database_index_holds_sources_and_labels(database_index):
   with index_lib.open_index(path) as index:
     np.testing.assert_array_equal(index.packed, metrics.pack_codes(codes))
     first = data.split["database"][0]
-    assert index.sources[0] == f"embedded[{first}]"
+    assert index.source(0) == f"embedded[{first}]"
     _, class_ids = datasets.load_embedded_arrays()
     assert index.labels[0].argmax() == class_ids[first]
     assert index.class_names == datasets.FASHION_MNIST_CLASSES
