@@ -297,8 +297,14 @@ class MilvusBackend:
       raise ConfigError(f"The milvus backend returns at most "
                         f"{MILVUS_MAX_RESULTS} results. Received: k={k}")
     rows = self._search(queries, k, self._params())
-    return (np.stack([ids for ids, _ in rows]),
-            np.stack([distances for _, distances in rows]))
+    # BIN_IVF_FLAT may find fewer than k codes in the lists it probes: the
+    # missing places hold id -1 and distance -1.
+    ids = np.full((len(rows), k), -1, np.int64)
+    distances = np.full((len(rows), k), -1, np.int64)
+    for row, (found_ids, found_distances) in enumerate(rows):
+      ids[row, :len(found_ids)] = found_ids
+      distances[row, :len(found_distances)] = found_distances
+    return ids, distances
 
   def radius_search(self, queries, radius):
     # Milvus keeps range_filter <= distance < radius for HAMMING.
@@ -365,6 +371,15 @@ def _install(tmp, path):
   return manifest
 
 
+def _create(directory, name):
+  """run_dir.create, with an error that names the flag it came from."""
+  try:
+    return run_dir.create(directory)
+  except ConfigError as e:
+    raise ConfigError(str(e).replace(f"model_dir={directory}", name,
+                                     1)) from e
+
+
 def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
           class_names=(), backend="faiss", settings=None):
   """Builds the index at `path` (replacing an index there) from codes.
@@ -412,7 +427,7 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
     raise ConfigError(f"{path} exists and is not a dhe_tf index: choose "
                       "another --index path.")
   parent = os.path.dirname(os.path.abspath(path))
-  created = run_dir.create(parent)
+  created = _create(parent, f"index={path}")
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-",
                          dir=parent)
   try:
@@ -484,7 +499,8 @@ class Index:
       k: ≥ 1; more than the index holds returns them all.
 
     Returns:
-      (ids int64 [Q, k'], distances int64 [Q, k']), k' = min(k, N).
+      (ids int64 [Q, k'], distances int64 [Q, k']), k' = min(k, N); with
+      Milvus BIN_IVF_FLAT, places it found no code for hold -1.
     """
     check_k(k)
     queries = check_packed(queries, self.bits, "queries")

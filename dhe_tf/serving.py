@@ -254,7 +254,10 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
   if os.path.exists(final):
     raise ConfigError(f"{final} already exists: pass another --version, or "
                       "leave it out for the next free one.")
-  created = run_dir.create(base)
+  try:
+    created = run_dir.create(base)
+  except ConfigError as e:
+    raise ConfigError(str(e).replace("model_dir=", "export_dir=", 1)) from e
   tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=base)
   try:
     _chmod_like_makedirs(tmp)

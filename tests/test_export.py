@@ -149,6 +149,9 @@ def test_versions_count_up_and_existing_ones_are_refused(small_run,
     serving.export_saved_model(model, str(tmp_path), version=0)
   with pytest.raises(ConfigError, match=r"Received: model_name='a/b'"):
     serving.export_saved_model(model, str(tmp_path), model_name="a/b")
+  with pytest.raises(ConfigError, match=re.escape(
+      "Cannot write to export_dir=/etc/hostname/dhe")):
+    serving.export_saved_model(model, "/etc/hostname")
   assert sorted(os.listdir(tmp_path / "dhe")) == ["3"]  # No temporary dirs.
 
 

@@ -152,6 +152,10 @@ def test_build_refuses_a_path_that_is_not_an_index(tmp_path):
       "codes must be packed 12-bit codes, uint8 [N, 2]")):
     index_lib.build(str(tmp_path / "x"), np.zeros((4, 1), np.uint8),
                     bits=12, fingerprint="f")
+  with pytest.raises(ConfigError, match=re.escape(
+      "Cannot write to index=/etc/hostname/index: File exists")):
+    index_lib.build("/etc/hostname/index", np.zeros((4, 1), np.uint8),
+                    bits=8, fingerprint="f")
   with pytest.raises(ConfigError, match="No index at"):
     index_lib.open_index(str(tmp_path / "photos"))
 
