@@ -27,7 +27,9 @@ bits. Both FAISS and Milvus need whole bytes; the padding is the same for
 every code, query and database alike, so it never adds to a distance.
 
 Backends, behind one interface (`search`, `radius_search`):
-- "faiss" (default, embedded): exact k-NN with IndexBinaryFlat; radius
+- "faiss" (default, embedded): exact k-NN with IndexBinaryFlat (codes
+  padded with zero bytes to 4 bytes or a multiple of 8, FAISS's fast
+  widths: 4x faster for 48-bit codes than 6 bytes); radius
   search with IndexBinaryMultiHash (built on first use), which is exact here:
   its m hash tables cover m disjoint substrings of the code, and a code
   within distance r differs from the query in at most floor(r / m) bits of
@@ -134,11 +136,26 @@ class FaissBackend:
     self._multi_hash = None
 
   @staticmethod
-  def write(directory, packed, bits, settings):
+  def width(num_bytes):
+    """Bytes per code in the FAISS index: 4, or a multiple of 8.
+
+    FAISS has fast Hamming distances for codes of 4 bytes and of multiples
+    of 8; others (1, 2, 3, 5, 6, 7 bytes...) go through a byte loop about
+    4x slower (measured: 12-bit codes as 2 bytes, 48-bit codes as 6). The
+    extra zero bytes are the same for every code, so distances are unchanged.
+    """
+    return 4 if num_bytes <= 4 else -(-num_bytes // 8) * 8
+
+  def _padded(self, packed):
+    return np.pad(packed, ((0, 0), (0, self.flat.code_size - packed.shape[1])))
+
+  @classmethod
+  def write(cls, directory, packed, bits, settings):
     import faiss  # pylint: disable=g-import-not-at-top
     del bits
-    flat = faiss.IndexBinaryFlat(8 * packed.shape[1])
-    flat.add(packed)
+    width = cls.width(packed.shape[1])
+    flat = faiss.IndexBinaryFlat(8 * width)
+    flat.add(np.pad(packed, ((0, 0), (0, width - packed.shape[1]))))
     faiss.write_index_binary(flat, os.path.join(directory, _FAISS_FILE))
     return dict(settings)
 
@@ -149,7 +166,7 @@ class FaissBackend:
     return cls(flat, manifest["bits"])
 
   def search(self, queries, k):
-    distances, ids = self.flat.search(queries, k)
+    distances, ids = self.flat.search(self._padded(queries), k)
     return ids.astype(np.int64), distances.astype(np.int64)
 
   def _hash_index(self):
@@ -173,7 +190,8 @@ class FaissBackend:
     else:
       index = self.flat
     # FAISS keeps distances < radius.
-    limits, distances, ids = index.range_search(queries, radius + 1)
+    limits, distances, ids = index.range_search(self._padded(queries),
+                                                radius + 1)
     return [_sorted_hits(ids[a:b], distances[a:b])
             for a, b in zip(limits[:-1], limits[1:])]
 
