@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from dhe_tf import serving
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -48,6 +47,14 @@ FLAGS = flags.FLAGS
 
 def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
   """Exports the run in `model_dir`; returns the version directory."""
+  # TensorFlow loads with dhe_tf.serving: a few seconds, not spent on a
+  # mistyped path.
+  for name in ("flags.json", "model.keras"):
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path):
+      raise ConfigError(f"{path} does not exist: --model_dir must be a "
+                        "finished dhe_tf.train run.")
+  from dhe_tf import serving  # pylint: disable=g-import-not-at-top
   serving.check_model_name(model_name)
   model, config = serving.load_run(model_dir)
   return serving.export_saved_model(model, export_dir, model_name=model_name,
@@ -65,8 +72,8 @@ def main(argv):
   except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
     print(f"dhe_tf.export: error: {e}", file=sys.stderr)
     sys.exit(2)
-  print(f"SavedModel → {path} (signatures: {serving.BYTES_SIGNATURE}, "
-        f"{serving.PIXELS_SIGNATURE}, {serving.UINT8_PIXELS_SIGNATURE})")
+  print(f"SavedModel → {path} (signatures: serving_default, pixels, "
+        "pixels_uint8)")
 
 
 if __name__ == "__main__":

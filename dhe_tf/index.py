@@ -19,7 +19,10 @@ path and renamed into place, so a failed build never leaves a partial index
 
 Ids are row numbers 0..N-1, in the order the codes were given. Results are
 ordered by (Hamming distance, id): ties are broken by id, as the evaluation
-breaks them by database index (dhe_tf.metrics).
+breaks them by database index (dhe_tf.metrics). FAISS's IndexBinaryFlat
+keeps the lowest ids among the codes tied at the k-th distance; Milvus does
+not document which it keeps (its hits are sorted here), and in the tests and
+a 1,000,000-code benchmark it kept the same ones.
 
 Codes of any K bits are packed like dhe_tf.metrics.pack_codes
 (np.packbits): K bits become ceil(K / 8) bytes, the last padded with zero

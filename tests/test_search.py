@@ -163,9 +163,8 @@ def test_bad_queries_are_named(database_index, other_small_run, small_run,
 @pytest.mark.parametrize("args, message", [
     (["--k=-1", "--codes=000000000000"],
      "k must be a positive integer. Received: k=-1"),
-    (["--images={folder}/notes.txt", "--model_dir={run}"],
-     "Not an image the model can read: cannot decode image "
-     "{folder}/notes.txt: Unknown image file format"),
+    (["--codes=0101"], "Code '0101' has 4 bits; the index holds 12-bit "
+     "codes."),
 ])
 def test_bad_input_is_one_line_with_status_2(database_index, small_run,
                                              pictures, args, message):
