@@ -186,8 +186,9 @@ def center_crops(config):
 
 
 def _write_description(saved_model_dir, model):
-  """Records what dhe_tf.search needs to match an index: assets.extra/
-  dhe_tf.json with bits and model fingerprint (TF Serving ignores it)."""
+  """Writes assets.extra/dhe_tf.json: bits, signatures and the model
+  fingerprint that indexes of its codes store too (dhe_tf.index), so an
+  export can be matched with its index. TF Serving ignores assets.extra."""
   extra = os.path.join(saved_model_dir, "assets.extra")
   os.makedirs(extra, exist_ok=True)
   with open(os.path.join(extra, "dhe_tf.json"), "w", encoding="utf-8") as f:
