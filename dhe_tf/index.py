@@ -357,8 +357,8 @@ def _close(client, uri):
   """
   client.close()
   if _is_local(uri):
-    from milvus_lite.server_manager import server_manager_instance  # pylint: disable=g-import-not-at-top
-    server_manager_instance.release_server(uri)
+    from milvus_lite import server_manager  # pylint: disable=g-import-not-at-top
+    server_manager.server_manager_instance.release_server(uri)
 
 
 _BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend}

@@ -1,4 +1,4 @@
-r"""Builds an index of a model's binary codes and queries it by Hamming distance.
+r"""Builds an index of a model's binary codes; queries it by Hamming distance.
 
     # The codes of a run's database images (or --part=query / train):
     python -m dhe_tf.search build --model_dir=RUN --index=INDEX

@@ -2,7 +2,8 @@ r"""Benchmarks Hamming top-k search: FAISS, Milvus and a NumPy scan.
 
     python tools/benchmark_search.py --num_codes=1000000 --bits=32,48 \
         --queries=1000 --k=100 --backends=faiss,milvus,numpy \
-        --model_dirs=runs/b32,runs/b48 --data_dir=/usr/share/datasets/fashion-mnist
+        --model_dirs=runs/b32,runs/b48 \
+        --data_dir=/usr/share/datasets/fashion-mnist
 
 Prints a Markdown table: for each kind of codes, code length and backend,
 the index build time and size on disk (the whole dhe_tf.index directory,
