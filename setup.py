@@ -23,7 +23,18 @@ setuptools.setup(
         "absl-py",
         "tensorboard",
         "matplotlib",
+        # The default search backend (dhe_tf.index): IndexBinaryFlat,
+        # IndexBinaryMultiHash; tested with 1.15.1.
+        "faiss-cpu>=1.8",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # The Milvus search backend (dhe_tf.index), tested against embedded
+        # Milvus Lite. Milvus Lite 3.x dropped binary vectors (and with them
+        # the HAMMING metric), so it stays on 2.5; pymilvus[milvus_lite] 2.5
+        # would pull Lite 3.x, hence the explicit pin. Lite 2.5 imports
+        # pkg_resources, which setuptools 81 removes.
+        "milvus": ["pymilvus==2.5.18", "milvus-lite==2.5.1", "setuptools<81"],
+    },
     license="Apache-2.0",
 )

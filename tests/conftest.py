@@ -2,8 +2,60 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA's CPU backend compiles without LLVM optimisation here: the tests check
 # that training steps compile and compute the same numbers, not their speed
 # (about half the compile time of a small_cnn step).
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+
+def make_small_run(model_dir, *, bits=12, seed=0):
+  """A run directory (flags.json, model.keras) of an untrained small CNN on
+  the embedded 28 × 28 grey images, whose bits vary from image to image.
+
+  Random weights give nearly the same activations for every image; the hash
+  layer is rescaled and centred on the embedded images' mean so that each
+  bit splits them, which makes equality tests of codes meaningful.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf import run_dir  # pylint: disable=g-import-not-at-top
+  from dhe_tf import training  # pylint: disable=g-import-not-at-top
+  from dhe_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  model = model_lib.build_model(backbone="small_cnn", bits=bits,
+                                num_classes=10, image_shape=(28, 28, 1))
+  images, _ = datasets.load_embedded_arrays()
+  hash_layer = model.get_layer("hash")
+  features = keras.Model(model.inputs, hash_layer.input)(
+      images[:500].astype("float32"), training=False)
+  kernel = np.random.default_rng(seed).normal(
+      size=hash_layer.kernel.shape).astype("float32")
+  projected = np.asarray(features) @ kernel
+  scale = 1.0 / (projected.std(axis=0) + 1e-6)
+  hash_layer.set_weights([kernel * scale,
+                          -projected.mean(axis=0) * scale])
+  config = training.TrainConfig(bits=bits, protocol="tiny")
+  run_dir.create(model_dir)
+  run_dir.write_json(os.path.join(model_dir, "flags.json"),
+                     dataclasses.asdict(config))
+  run_dir.save_model(os.path.join(model_dir, "model.keras"), model)
+  return model
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+  """(model_dir, model) of make_small_run, 12 bits, shared by the tests."""
+  model_dir = str(tmp_path_factory.mktemp("small_run") / "run")
+  return model_dir, make_small_run(model_dir)
+
+
+@pytest.fixture(scope="session")
+def other_small_run(tmp_path_factory):
+  """Like small_run, with other weights: another model of 12 bits."""
+  model_dir = str(tmp_path_factory.mktemp("other_run") / "run")
+  return model_dir, make_small_run(model_dir, seed=1)

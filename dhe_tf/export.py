@@ -1,0 +1,80 @@
+r"""Exports a trained run as a SavedModel for TF Serving.
+
+    python -m dhe_tf.export --model_dir=runs/embedded_32bits_... \
+        --export_dir=exported [--model_name=dhe] [--version=N]
+
+writes exported/dhe/N/ (N: one more than the highest version there, or
+--version), with the signatures (see dhe_tf.serving):
+
+    serving_default  images: tf.string [N], encoded JPEG/PNG/GIF/BMP bytes
+    pixels           images: float32 [N, H, W, C], 0..255
+    pixels_uint8     images: uint8 [N, H, W, C]
+
+each returning bits uint8 [N, K], packed uint8 [N, ceil(K/8)] and
+probabilities float32 [N, K]. Serve it with
+
+    docker run -p 8501:8501 -v "$PWD/exported/dhe:/models/dhe" \
+        -e MODEL_NAME=dhe tensorflow/serving
+
+and query it with POST http://localhost:8501/v1/models/dhe:predict and
+{"signature_name": "serving_default", "instances": [{"b64": "<base64>"}]}.
+`saved_model_cli show --dir exported/dhe/N --all` lists the signatures.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from dhe_tf.errors import ConfigError
+from dhe_tf.errors import DataUnavailableError
+
+flags.DEFINE_string("model_dir", None, "Run directory written by dhe_tf.train.")
+flags.DEFINE_string("export_dir", None,
+                    "Where to write <model_name>/<version>/ (TF Serving's "
+                    "model base path is export_dir/model_name).")
+flags.DEFINE_string("model_name", "dhe", "The name TF Serving serves under.")
+flags.DEFINE_integer("version", 0,
+                     "Version directory to write; 0 = one more than the "
+                     "highest version already there.")
+flags.mark_flags_as_required(["model_dir", "export_dir"])
+
+FLAGS = flags.FLAGS
+
+
+def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
+  """Exports the run in `model_dir`; returns the version directory."""
+  # TensorFlow loads with dhe_tf.serving: a few seconds, not spent on a
+  # mistyped path.
+  for name in ("flags.json", "model.keras"):
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path):
+      raise ConfigError(f"{path} does not exist: --model_dir must be a "
+                        "finished dhe_tf.train run.")
+  from dhe_tf import serving  # pylint: disable=g-import-not-at-top
+  serving.check_model_name(model_name)
+  model, config = serving.load_run(model_dir)
+  return serving.export_saved_model(model, export_dir, model_name=model_name,
+                                    version=version,
+                                    center_crop=serving.center_crops(config))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    path = export_run(FLAGS.model_dir, FLAGS.export_dir,
+                      model_name=FLAGS.model_name,
+                      version=FLAGS.version or None)
+  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
+    print(f"dhe_tf.export: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"SavedModel → {path} (signatures: serving_default, pixels, "
+        "pixels_uint8)")
+
+
+if __name__ == "__main__":
+  app.run(main)
