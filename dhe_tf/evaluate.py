@@ -17,7 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
-import numpy as np
 
 from dhe_tf import evaluation
 from dhe_tf import model as model_lib
@@ -37,17 +36,6 @@ flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 
-def check_split(data, path):
-  """Raises ConfigError unless `data`'s query/database match RUN/split.npz."""
-  with np.load(path) as recorded:
-    for part in ("query", "database"):
-      if part in recorded and not np.array_equal(recorded[part],
-                                                 data.split[part]):
-        raise ConfigError(
-            f"The {part} images of {data.name} differ from those in {path}: "
-            "the data or its split changed since training.")
-
-
 def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
   """Evaluates the run in `model_dir`; returns the metrics it wrote."""
   flags_path = os.path.join(model_dir, "flags.json")
@@ -60,7 +48,7 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   data = training.load_data(config)
-  check_split(data, os.path.join(model_dir, "split.npz"))
+  evaluation.check_split(data, os.path.join(model_dir, "split.npz"))
   model = model_lib.load_model(model_path)
   results, _ = evaluation.evaluate_run(model, data, model_dir,
                                        batch_size=batch_size,

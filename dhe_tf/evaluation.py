@@ -17,6 +17,7 @@ from dhe_tf import model as model_lib
 from dhe_tf import plots
 from dhe_tf import run_dir
 from dhe_tf.data import pipeline
+from dhe_tf.errors import ConfigError
 
 PRECISION_AT = (100, 500, 1000)
 RADIUS = 2
@@ -93,6 +94,21 @@ def _retrieval_picture(data, query_codes, query_labels, database_codes,
   return plots.retrievals(images_at(data.parts["query"], shown),
                           images_at(data.parts["database"], top),
                           relevant, distances, path, title=title)
+
+
+def check_split(data, path, parts=("query", "database")):
+  """Raises ConfigError unless `data`'s `parts` match those in RUN/split.npz.
+
+  A run is evaluated (or indexed) on the very images its split recorded;
+  a changed dataset or split would silently measure something else.
+  """
+  with np.load(path) as recorded:
+    for part in parts:
+      if part in recorded and not np.array_equal(recorded[part],
+                                                 data.split[part]):
+        raise ConfigError(
+            f"The {part} images of {data.name} differ from those in {path}: "
+            "the data or its split changed since training.")
 
 
 def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,

@@ -13,7 +13,7 @@ import tensorflow as tf
 from dhe_tf import index as index_lib
 from dhe_tf import metrics
 from dhe_tf import model as model_lib
-from dhe_tf import search
+from dhe_tf import retrieval
 from dhe_tf import training
 from dhe_tf.data import datasets
 from dhe_tf.errors import ConfigError
@@ -35,7 +35,7 @@ def part_index(small_run, tmp_path_factory):
   encode in a fraction of the time of the 9,900 of its database part."""
   model_dir, _ = small_run
   path = str(tmp_path_factory.mktemp("index") / "query_part")
-  manifest = search.build_index(model_dir, path, part="query")
+  manifest = retrieval.build_index(model_dir, path, part="query")
   data = training.load_data(training.TrainConfig(bits=12, protocol="tiny"))
   images, _ = datasets.load_embedded_arrays()
   codes = _codes(small_run[1], images[data.split["query"]])
@@ -70,14 +70,14 @@ def test_index_of_a_part_holds_sources_and_labels(part_index):
 def test_query_codes_equal_the_evaluation_ranking(part_index):
   path, codes = part_index
   queries = codes[[3, 50, 70]]
-  found = search.query_index(
+  found = retrieval.query_index(
       path, codes=["".join(map(str, row)) for row in queries], k=25)
   want_ids, want_distances = metrics.retrieve(queries, codes, 25)
   for result, ids, distances in zip(found["results"], want_ids,
                                     want_distances):
     assert [hit["id"] for hit in result["neighbors"]] == list(ids)
     assert [hit["distance"] for hit in result["neighbors"]] == list(distances)
-  within = search.query_index(path, codes=[found["results"][0]["query"]],
+  within = retrieval.query_index(path, codes=[found["results"][0]["query"]],
                               radius=1)
   distances = metrics.hamming_distances(metrics.pack_codes(queries[:1]),
                                         metrics.pack_codes(codes))[0]
@@ -124,12 +124,12 @@ def test_index_of_a_folder_finds_its_own_pictures(small_run, pictures,
   with pytest.raises(ConfigError, match=re.escape(
       f"Not an image the model can read: cannot decode image "
       f"{folder}/notes.txt: Unknown image file format")):
-    search.build_index(model_dir, path,
+    retrieval.build_index(model_dir, path,
                        images=[folder, os.path.join(folder, "notes.txt")])
   assert not os.path.exists(path)
-  manifest = search.build_index(model_dir, path, images=[folder])
+  manifest = retrieval.build_index(model_dir, path, images=[folder])
   assert manifest["count"] == 3  # The folder's .png files only.
-  found = search.query_index(path, model_dir=model_dir,
+  found = retrieval.query_index(path, model_dir=model_dir,
                              images=[os.path.join(folder, "picture6.png")],
                              k=3)
   (result,) = found["results"]
@@ -150,15 +150,15 @@ def test_bad_queries_are_named(part_index, other_small_run, small_run,
   picture = os.path.join(folder, "picture5.png")
   other_dir, _ = other_small_run
   with pytest.raises(ConfigError, match="was built by another model"):
-    search.query_index(path, model_dir=other_dir, images=[picture])
+    retrieval.query_index(path, model_dir=other_dir, images=[picture])
   with pytest.raises(ConfigError, match=re.escape(
       "Code '0101' has 4 bits; the index holds 12-bit codes.")):
-    search.query_index(path, codes=["0101"])
+    retrieval.query_index(path, codes=["0101"])
   with pytest.raises(ConfigError, match=re.escape(
       "k must be a positive integer. Received: k=0")):
-    search.query_index(path, model_dir=small_run[0], images=[picture], k=0)
+    retrieval.query_index(path, model_dir=small_run[0], images=[picture], k=0)
   with pytest.raises(ConfigError, match="--images or as --codes"):
-    search.query_index(path, codes=["0" * 12], images=[picture])
+    retrieval.query_index(path, codes=["0" * 12], images=[picture])
 
 
 @pytest.mark.parametrize("args, message", [
