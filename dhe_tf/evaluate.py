@@ -19,8 +19,6 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from dhe_tf import evaluation
-from dhe_tf import model as model_lib
-from dhe_tf import run_dir
 from dhe_tf import training
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
@@ -38,18 +36,11 @@ FLAGS = flags.FLAGS
 
 def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
   """Evaluates the run in `model_dir`; returns the metrics it wrote."""
-  flags_path = os.path.join(model_dir, "flags.json")
-  model_path = os.path.join(model_dir, "model.keras")
-  for path in (flags_path, model_path):
-    if not os.path.isfile(path):
-      raise ConfigError(f"{path} does not exist: --model_dir must be a "
-                        "finished dhe_tf.train run.")
-  config = training.config_from_json(run_dir.read_json(flags_path))
+  model, config = training.load_run(model_dir)
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   data = training.load_data(config)
   evaluation.check_split(data, os.path.join(model_dir, "split.npz"))
-  model = model_lib.load_model(model_path)
   results, _ = evaluation.evaluate_run(model, data, model_dir,
                                        batch_size=batch_size,
                                        topk=topk or config.topk)

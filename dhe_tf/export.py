@@ -55,8 +55,9 @@ def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
       raise ConfigError(f"{path} does not exist: --model_dir must be a "
                         "finished dhe_tf.train run.")
   from dhe_tf import serving  # pylint: disable=g-import-not-at-top
+  from dhe_tf import training  # pylint: disable=g-import-not-at-top
   serving.check_model_name(model_name)
-  model, config = serving.load_run(model_dir)
+  model, config = training.load_run(model_dir)
   return serving.export_saved_model(model, export_dir, model_name=model_name,
                                     version=version,
                                     center_crop=serving.center_crops(config))

@@ -52,8 +52,9 @@ def build_index(model_dir, index_path, *, images=(), part="database",
     The index manifest.
   """
   from dhe_tf import serving  # pylint: disable=g-import-not-at-top
+  from dhe_tf import training  # pylint: disable=g-import-not-at-top
   index_lib.check_backend(backend)
-  model, config = serving.load_run(model_dir)
+  model, config = training.load_run(model_dir)
   if images:
     paths = serving.image_paths(images)
     codes = serving.encode_files(model, paths,
@@ -82,7 +83,8 @@ def _query_codes(index, *, model_dir, images, codes, batch_size):
     raise ConfigError("--images needs --model_dir: the run whose model "
                       "built the index.")
   from dhe_tf import serving  # pylint: disable=g-import-not-at-top
-  model, config = serving.load_run(model_dir)
+  from dhe_tf import training  # pylint: disable=g-import-not-at-top
+  model, config = training.load_run(model_dir)
   bits = int(model.get_layer("hash").output.shape[-1])
   if bits != index.bits:
     raise ConfigError(f"The model of {model_dir} makes {bits}-bit codes; the "

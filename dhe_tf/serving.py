@@ -36,7 +36,6 @@ import tensorflow as tf
 
 from dhe_tf import model as model_lib
 from dhe_tf import run_dir
-from dhe_tf import training
 from dhe_tf.data import datasets
 from dhe_tf.data import image_list
 from dhe_tf.data import images as images_lib
@@ -157,26 +156,6 @@ def add_signatures(archive, model, *, center_crop):
       UINT8_PIXELS_SIGNATURE, from_pixels,
       input_signature=[tf.TensorSpec((None, *image_shape), tf.uint8,
                                      name="images")])
-
-
-def load_run(model_dir):
-  """Loads a finished dhe_tf.train run.
-
-  Returns:
-    (model, config): the Keras model of RUN/model.keras and the run's
-    dhe_tf.training.TrainConfig from RUN/flags.json.
-
-  Raises:
-    ConfigError: a file of the run is missing.
-  """
-  flags_path = os.path.join(model_dir, "flags.json")
-  model_path = os.path.join(model_dir, "model.keras")
-  for path in (flags_path, model_path):
-    if not os.path.isfile(path):
-      raise ConfigError(f"{path} does not exist: --model_dir must be a "
-                        "finished dhe_tf.train run.")
-  config = training.config_from_json(run_dir.read_json(flags_path))
-  return model_lib.load_model(model_path), config
 
 
 def center_crops(config):

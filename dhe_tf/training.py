@@ -320,6 +320,26 @@ def config_from_json(values):
   return TrainConfig(**values)
 
 
+def load_run(model_dir):
+  """Loads a finished dhe_tf.train run.
+
+  Returns:
+    (model, config): the Keras model of RUN/model.keras and the run's
+    dhe_tf.training.TrainConfig from RUN/flags.json.
+
+  Raises:
+    ConfigError: a file of the run is missing.
+  """
+  flags_path = os.path.join(model_dir, "flags.json")
+  model_path = os.path.join(model_dir, "model.keras")
+  for path in (flags_path, model_path):
+    if not os.path.isfile(path):
+      raise ConfigError(f"{path} does not exist: --model_dir must be a "
+                        "finished dhe_tf.train run.")
+  config = config_from_json(run_dir.read_json(flags_path))
+  return model_lib.load_model(model_path), config
+
+
 class StopOnNaN(keras.callbacks.Callback):
   """Stops training at the first batch whose loss is NaN or infinite.
 
