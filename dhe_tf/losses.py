@@ -43,6 +43,24 @@ def relaxed_hamming_distance(u):
   return ops.maximum(d, 0.0)
 
 
+def squared_distance(u):
+  """Returns d [N, N] = ‖u_i − u_j‖², another relaxation of the Hamming distance.
+
+  Args:
+    u: float [N, K], activations in [0, 1].
+
+  It too equals the Hamming distance on binary codes, and unlike the
+  expected distance it is 0 between identical codes (d(u, u) = 0 for every
+  u; the expected distance of two codes at 0.5 is K/2).
+  """
+  norms = ops.sum(ops.square(u), axis=-1)
+  d = norms[:, None] + norms[None, :] - 2.0 * ops.matmul(u, ops.transpose(u))
+  return ops.maximum(d, 0.0)
+
+
+DISTANCES = {"expected": relaxed_hamming_distance, "squared": squared_distance}
+
+
 def _masked_mean(values, mask):
   # Mean of `values` where mask is 1; 0 when the mask is empty (e.g. a batch
   # without a single similar pair), so the loss stays finite.
@@ -50,14 +68,15 @@ def _masked_mean(values, mask):
 
 
 def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
-                           dissimilar_weight=1.0, quantization_weight=0.1):
+                           dissimilar_weight=1.0, quantization_weight=0.1,
+                           distance="expected"):
   """The DHE loss of one batch; see HammingEmbeddingLoss for the formula.
 
   Args:
     labels: class ids [N] / [N, 1], or one-hot / multi-hot [N, C].
     u: float [N, K], sigmoid activations of the hash layer.
-    margin, similar_weight, dissimilar_weight, quantization_weight: as in
-      HammingEmbeddingLoss.
+    margin, similar_weight, dissimilar_weight, quantization_weight,
+      distance: as in HammingEmbeddingLoss.
 
   Returns:
     float scalar.
@@ -68,7 +87,7 @@ def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
   off_diagonal = 1.0 - ops.eye(n, dtype=u.dtype)
   s = ops.cast(pairwise_similarity(labels), u.dtype) * off_diagonal
   dissimilar = (1.0 - s) * off_diagonal
-  distance = relaxed_hamming_distance(u) / bits
+  distance = DISTANCES[distance](u) / bits
   pull = _masked_mean(distance, s)
   push = _masked_mean(ops.relu(margin - distance), dissimilar)
   quantization = ops.mean(4.0 * u * (1.0 - u))
@@ -114,6 +133,8 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     similar_weight: α, weight of the pull on similar pairs. Default 0.25.
     dissimilar_weight: β, weight of the push on dissimilar pairs. Default 1.0.
     quantization_weight: λ, weight of the quantization term. Default 0.1.
+    distance: the relaxed distance d: "expected" (module docstring) or
+      "squared" (‖u_i − u_j‖², `squared_distance`). Default "expected".
     name: name of the loss. Default "hamming_embedding_loss".
     **kwargs: forwarded to keras.losses.Loss (reduction, dtype).
 
@@ -134,9 +155,13 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   """
 
   def __init__(self, margin=0.6, similar_weight=0.25, dissimilar_weight=1.0,
-               quantization_weight=0.1, name="hamming_embedding_loss",
-               **kwargs):
+               quantization_weight=0.1, distance="expected",
+               name="hamming_embedding_loss", **kwargs):
     super().__init__(name=name, **kwargs)
+    if distance not in DISTANCES:
+      raise ValueError(f"Unknown distance {distance!r}. Available: "
+                       f"{', '.join(DISTANCES)}")
+    self.distance = distance
     self.margin = margin
     self.similar_weight = similar_weight
     self.dissimilar_weight = dissimilar_weight
@@ -146,13 +171,14 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     return hamming_embedding_loss(
         y_true, y_pred, margin=self.margin, similar_weight=self.similar_weight,
         dissimilar_weight=self.dissimilar_weight,
-        quantization_weight=self.quantization_weight)
+        quantization_weight=self.quantization_weight, distance=self.distance)
 
   def get_config(self):
     config = super().get_config()
     config.update(margin=self.margin, similar_weight=self.similar_weight,
                   dissimilar_weight=self.dissimilar_weight,
-                  quantization_weight=self.quantization_weight)
+                  quantization_weight=self.quantization_weight,
+                  distance=self.distance)
     return config
 
 

@@ -46,7 +46,7 @@ METHODS = {
 _SET_BY_RUN = {"self", "name", "kwargs", "num_classes", "bits"}
 # DHE's hyper-parameters are TrainConfig fields with flags of their own.
 _DHE_FIELDS = ("margin", "similar_weight", "dissimilar_weight",
-               "quantization_weight")
+               "quantization_weight", "distance")
 
 
 def check_method(name):

@@ -100,6 +100,10 @@ flags.DEFINE_float("dissimilar_weight", _DEFAULTS.dissimilar_weight,
                    "DHE: weight of the push on dissimilar pairs.")
 flags.DEFINE_float("quantization_weight", _DEFAULTS.quantization_weight,
                    "DHE: weight of the term driving activations to 0 or 1.")
+flags.DEFINE_string("distance", _DEFAULTS.distance,
+                    "DHE: relaxed Hamming distance of the loss: expected "
+                    "(expected number of differing bits) or squared "
+                    "(‖u_i − u_j‖², 0 between identical codes).")
 flags.DEFINE_integer("topk", 0, "k of mAP@k; 0 = the dataset's default.")
 flags.DEFINE_integer("eval_batch_size", _DEFAULTS.eval_batch_size,
                      "Images per batch when encoding queries and database.")
@@ -185,6 +189,7 @@ def config_from_flags():
       margin=FLAGS.margin, similar_weight=FLAGS.similar_weight,
       dissimilar_weight=FLAGS.dissimilar_weight,
       quantization_weight=FLAGS.quantization_weight,
+      distance=FLAGS.distance,
       topk=FLAGS.topk or None, eval_batch_size=FLAGS.eval_batch_size,
       validation_fraction=FLAGS.validation_fraction,
       validation_every=FLAGS.validation_every,

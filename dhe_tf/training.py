@@ -63,6 +63,7 @@ class TrainConfig:
   similar_weight: float = 0.25
   dissimilar_weight: float = 1.0
   quantization_weight: float = 0.1
+  distance: str = "expected"
   topk: int | None = None
   eval_batch_size: int = 256
   validation_fraction: float = 0.1
@@ -140,6 +141,9 @@ def validate(config):
   if not 0 <= config.validation_fraction < 1:
     raise ConfigError("validation_fraction must be in [0, 1). "
                       f"Received: validation_fraction={config.validation_fraction}")
+  if config.distance not in losses.DISTANCES:
+    raise ConfigError(f"Unknown distance {config.distance!r}. Available: "
+                      f"{', '.join(losses.DISTANCES)}")
   if config.validation_every < 1:
     raise ConfigError("validation_every must be at least 1. "
                       f"Received: validation_every={config.validation_every}")

@@ -126,3 +126,38 @@ def test_warmed_up_loss_grows_linearly_then_stays():
   again = keras.losses.deserialize(keras.losses.serialize(loss))
   assert isinstance(again.loss, losses.HammingEmbeddingLoss)
   assert again.loss.get_config() == inner.get_config()
+
+
+def test_squared_distance_is_hamming_on_binary_codes_and_zero_on_itself():
+  codes = np.random.default_rng(2).integers(0, 2, (9, 11)).astype("float32")
+  exact = (codes[:, None, :] != codes[None, :, :]).sum(-1)
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(losses.squared_distance(codes)), exact,
+      atol=1e-5)
+  # Two undecided codes: expected distance K/2, squared distance 0.
+  half = np.full((2, 4), 0.5, "float32")
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(half)),
+      [[2, 2], [2, 2]], atol=1e-6)
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(losses.squared_distance(half)), 0, atol=1e-6)
+
+
+def test_loss_with_squared_distance_equals_formula():
+  rng = np.random.default_rng(3)
+  u = rng.uniform(0, 1, (6, 5)).astype("float32")
+  ids = np.array([0, 1, 0, 2, 1, 0])
+  s = (ids[:, None] == ids[None, :]) & ~np.eye(6, dtype=bool)
+  d = ~np.eye(6, dtype=bool) & ~s
+  dist = ((u[:, None, :] - u[None, :, :]) ** 2).sum(-1) / 5
+  expected = (0.3 * dist[s].mean() + 0.7 * np.maximum(0.45 - dist[d], 0).mean()
+              + 0.2 * (4 * u * (1 - u)).mean())
+  loss = losses.HammingEmbeddingLoss(margin=0.45, similar_weight=0.3,
+                                     dissimilar_weight=0.7,
+                                     quantization_weight=0.2,
+                                     distance="squared")
+  assert float(loss(ids, u)) == pytest.approx(expected, rel=1e-5)
+  again = losses.HammingEmbeddingLoss.from_config(loss.get_config())
+  assert again.distance == "squared"
+  with pytest.raises(ValueError, match="Unknown distance 'cosine'"):
+    losses.HammingEmbeddingLoss(distance="cosine")

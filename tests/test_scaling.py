@@ -22,6 +22,7 @@ from dhe_tf.errors import ConfigError
 
 # Every hashing loss must compile under XLA.
 XLA_LOSSES = [losses.HammingEmbeddingLoss(),
+              losses.HammingEmbeddingLoss(distance="squared"),
               losses.WarmedUpLoss(losses.HammingEmbeddingLoss()),
               baselines.DPSHLoss(), baselines.DSHLoss(),
               baselines.HashNetLoss(),

@@ -91,6 +91,8 @@ def test_default_model_dir_is_new_under_runs(tmp_path):
      "Weights file not found. Received: weights=/no/such.h5"),
     (dict(validation_fraction=1.5), "Received: validation_fraction=1.5"),
     (dict(method="lsh"), "Unknown method 'lsh'. Available: dhe, dlbhc, dpsh"),
+    (dict(distance="cosine"),
+     "Unknown distance 'cosine'. Available: expected, squared"),
     (dict(method="dlbhc", hash_loss_weight=1.0), "dlbhc has no hash loss"),
     (dict(method="dsh", method_params=("alpha=1",)),
      "dsh has no parameter 'alpha'. Available: margin, regularizer_weight"),
