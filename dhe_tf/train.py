@@ -219,6 +219,11 @@ def main(argv):
   if results is None:  # A worker of a multi-worker run; the chief reports.
     print("dhe_tf.train: worker done; the chief writes the run.")
     return
+  if "mAP" not in results:  # --evaluate_test=false: validation only.
+    print(f"validation mAP = {results['validation_mAP']:.4f} "
+          f"({results['bits']} bits, {results['dataset']}; queries not "
+          f"scored) → {model_dir}")
+    return
   print(f"mAP@{results['topk']} = {results['mAP']:.4f} "
         f"({results['bits']} bits, {results['dataset']}, "
         f"{results['num_queries']} queries × {results['num_database']} "

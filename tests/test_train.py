@@ -79,6 +79,7 @@ def test_default_model_dir_is_new_under_runs(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   (run,) = glob.glob(os.path.join(tmp_path, "runs", "embedded_12bits_*"))
   assert os.path.isfile(os.path.join(run, "metrics.json"))
+  assert "\nvalidation mAP = " in result.stdout  # No query scores.
 
 
 @pytest.mark.parametrize("changes, message", [
