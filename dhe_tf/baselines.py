@@ -20,7 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from dhe_tf.losses import masked_mean
 from dhe_tf.losses import pairwise_similarity
+from dhe_tf.losses import squared_distance
 from dhe_tf.losses import training_step
 
 _EPSILON = 1e-6
@@ -36,11 +38,6 @@ def _pair_masks(labels, n, dtype):
   off_diagonal = 1.0 - ops.eye(n, dtype=dtype)
   s = ops.cast(pairwise_similarity(labels), dtype) * off_diagonal
   return s, (1.0 - s) * off_diagonal
-
-
-def _masked_mean(values, mask):
-  # Mean of `values` where mask is 1; 0 for an empty mask (no such pair).
-  return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 def _pair_likelihood_loss(theta, s):
@@ -91,7 +88,7 @@ class DPSHLoss(_BatchLoss):
     n = ops.shape(v)[0]
     s, dissimilar = _pair_masks(labels, n, v.dtype)
     theta = 0.5 * ops.matmul(v, ops.transpose(v))
-    likelihood = _masked_mean(_pair_likelihood_loss(theta, s), s + dissimilar)
+    likelihood = masked_mean(_pair_likelihood_loss(theta, s), s + dissimilar)
     quantization = ops.mean(ops.square(v - ops.sign(v)))
     return likelihood + self.quantization_weight * quantization
 
@@ -131,11 +128,9 @@ class DSHLoss(_BatchLoss):
     n = ops.shape(v)[0]
     bits = ops.cast(ops.shape(v)[1], v.dtype)
     s, dissimilar = _pair_masks(labels, n, v.dtype)
-    norms = ops.sum(ops.square(v), axis=1)
-    d = ops.maximum(norms[:, None] + norms[None, :]
-                    - 2.0 * ops.matmul(v, ops.transpose(v)), 0.0)
+    d = squared_distance(v)
     pairs = 0.5 * s * d + 0.5 * dissimilar * ops.relu(self.margin * bits - d)
-    contrastive = _masked_mean(pairs, s + dissimilar)
+    contrastive = masked_mean(pairs, s + dissimilar)
     regularizer = ops.mean(ops.sum(ops.abs(ops.abs(v) - 1.0), axis=1))
     return contrastive + self.regularizer_weight * regularizer
 
@@ -189,7 +184,7 @@ class HashNetLoss(_BatchLoss):
     s, dissimilar = _pair_masks(labels, n, h.dtype)
     theta = (self.scale / bits) * ops.matmul(h, ops.transpose(h))
     loss = _pair_likelihood_loss(theta, s)
-    return _masked_mean(loss, s) + _masked_mean(loss, dissimilar)
+    return masked_mean(loss, s) + masked_mean(loss, dissimilar)
 
 
 class HashNetContinuation(keras.callbacks.Callback):

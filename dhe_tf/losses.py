@@ -61,7 +61,7 @@ def squared_distance(u):
 DISTANCES = {"expected": relaxed_hamming_distance, "squared": squared_distance}
 
 
-def _masked_mean(values, mask):
+def masked_mean(values, mask):
   # Mean of `values` where mask is 1; 0 when the mask is empty (e.g. a batch
   # without a single similar pair), so the loss stays finite.
   return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
@@ -88,8 +88,8 @@ def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
   s = ops.cast(pairwise_similarity(labels), u.dtype) * off_diagonal
   dissimilar = (1.0 - s) * off_diagonal
   distance = DISTANCES[distance](u) / bits
-  pull = _masked_mean(distance, s)
-  push = _masked_mean(ops.relu(margin - distance), dissimilar)
+  pull = masked_mean(distance, s)
+  push = masked_mean(ops.relu(margin - distance), dissimilar)
   quantization = ops.mean(4.0 * u * (1.0 - u))
   return (similar_weight * pull + dissimilar_weight * push +
           quantization_weight * quantization)
