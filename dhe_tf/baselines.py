@@ -23,7 +23,6 @@ from keras import ops
 from dhe_tf.losses import masked_mean
 from dhe_tf.losses import pairwise_similarity
 from dhe_tf.losses import squared_distance
-from dhe_tf.losses import training_step
 
 _EPSILON = 1e-6
 
@@ -152,7 +151,7 @@ class HashNetLoss(_BatchLoss):
   of similar pairs. Reference: Z. Cao, M. Long, J. Wang, P. S. Yu, "HashNet:
   Deep Learning to Hash by Continuation", ICCV 2017; the authors' code uses
   a = 10 / K, γ = 0.005, p = 0.5. β is a non-trainable variable that
-  `HashNetContinuation` (a callback) updates before each training step.
+  dhe_tf.callbacks.HashNetContinuation updates before each training step.
   Multi-label data: s_ij = 1 when i and j share a label, as in the paper.
 
   Args:
@@ -185,17 +184,6 @@ class HashNetLoss(_BatchLoss):
     theta = (self.scale / bits) * ops.matmul(h, ops.transpose(h))
     loss = _pair_likelihood_loss(theta, s)
     return masked_mean(loss, s) + masked_mean(loss, dissimilar)
-
-
-class HashNetContinuation(keras.callbacks.Callback):
-  """Sets HashNetLoss.beta to β_t before each training step t."""
-
-  def __init__(self, loss):
-    super().__init__()
-    self.loss = loss
-
-  def on_train_batch_begin(self, batch, logs=None):
-    self.loss.beta.assign(self.loss.beta_at(training_step(self)))
 
 
 def hadamard(order):

@@ -4,7 +4,8 @@ r"""Exports a trained run as a SavedModel for TF Serving.
         --export_dir=exported [--model_name=dhe] [--version=N]
 
 writes exported/dhe/N/ (N: one more than the highest version there, or
---version), with the signatures (see dhe_tf.serving):
+--version), with the signatures (see dhe_tf.exporter, the library
+function export_run):
 
     serving_default  images: tf.string [N], encoded JPEG/PNG/GIF/BMP bytes
     pixels           images: float32 [N, H, W, C], 0..255
@@ -21,16 +22,11 @@ and query it with POST http://localhost:8501/v1/models/dhe:predict and
 `saved_model_cli show --dir exported/dhe/N --all` lists the signatures.
 """
 
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
-from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
+from dhe_tf import errors
+from dhe_tf import exporter
 
 flags.DEFINE_string("model_dir", None, "Run directory written by dhe_tf.train.")
 flags.DEFINE_string("export_dir", None,
@@ -45,34 +41,13 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
-  """Exports the run in `model_dir`; returns the version directory."""
-  # TensorFlow loads with dhe_tf.serving: a few seconds, not spent on a
-  # mistyped path.
-  for name in ("flags.json", "model.keras"):
-    path = os.path.join(model_dir, name)
-    if not os.path.isfile(path):
-      raise ConfigError(f"{path} does not exist: --model_dir must be a "
-                        "finished dhe_tf.train run.")
-  from dhe_tf import serving  # pylint: disable=g-import-not-at-top
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
-  serving.check_model_name(model_name)
-  model, config = training.load_run(model_dir)
-  return serving.export_saved_model(model, export_dir, model_name=model_name,
-                                    version=version,
-                                    center_crop=serving.center_crops(config))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    path = export_run(FLAGS.model_dir, FLAGS.export_dir,
-                      model_name=FLAGS.model_name,
-                      version=FLAGS.version or None)
-  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
-    print(f"dhe_tf.export: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  with errors.reported_in_one_line("dhe_tf.export"):
+    path = exporter.export_run(FLAGS.model_dir, FLAGS.export_dir,
+                               model_name=FLAGS.model_name,
+                               version=FLAGS.version or None)
   print(f"SavedModel → {path} (signatures: serving_default, pixels, "
         "pixels_uint8)")
 

@@ -125,7 +125,7 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   sigmoids that saturate early stop learning with several classes merged
   into one code. A margin above 0.5 and a pull weaker than the push avoid
   that (measured on a validation split of the embedded Fashion-MNIST data;
-  see the closing note of issue 2).
+  README, "Methods").
 
   Args:
     margin: m, the fraction of bits that dissimilar pairs should differ in.
@@ -161,6 +161,9 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     if distance not in DISTANCES:
       raise ValueError(f"Unknown distance {distance!r}. Available: "
                        f"{', '.join(DISTANCES)}")
+    if not 0 < margin <= 1:
+      raise ValueError("margin is a fraction of the bits, in (0, 1]. "
+                       f"Received: margin={margin}")
     self.distance = distance
     self.margin = margin
     self.similar_weight = similar_weight
@@ -188,7 +191,8 @@ class WarmedUpLoss(keras.losses.Loss):
 
       L_t = min(1, t / T) · L(y_true, y_pred)
 
-  for training step t and warm-up length T steps (set by `LossWarmup`).
+  for training step t and warm-up length T steps (set before each step by
+dhe_tf.callbacks.LossWarmup).
   Used for DHE's Hamming embedding loss: while the codes are still random,
   pulling similar images together saturates their sigmoids early, merging
   classes before the features separate them; during the warm-up the
@@ -213,29 +217,3 @@ class WarmedUpLoss(keras.losses.Loss):
     config = super().get_config()
     config.update(loss=keras.losses.serialize(self.loss))
     return config
-
-
-def training_step(callback):
-  """The optimizer's step count t of `callback`'s model (0 before any step).
-
-  Read from the optimizer, not counted by the callback, so that a resumed
-  run continues its schedule where it stopped. Without a model (a callback
-  driven by hand) the callback counts its own calls.
-  """
-  model = getattr(callback, "_model", None)
-  if model is not None and getattr(model, "optimizer", None) is not None:
-    return int(model.optimizer.iterations.numpy())
-  callback.calls = getattr(callback, "calls", -1) + 1
-  return callback.calls
-
-
-class LossWarmup(keras.callbacks.Callback):
-  """Sets WarmedUpLoss.scale to min(1, t / steps) before training step t."""
-
-  def __init__(self, loss, steps):
-    super().__init__()
-    self.loss = loss
-    self.steps = max(int(steps), 1)
-
-  def on_train_batch_begin(self, batch, logs=None):
-    self.loss.scale.assign(min(1.0, training_step(self) / self.steps))

@@ -1,4 +1,4 @@
-"""Hashing methods under one training loop: which loss trains the hash layer.
+"""Hashing methods under one training loop: the registry of what trains the codes.
 
 Every method trains the same model (backbone → hash = Dense(K, sigmoid) →
 logits = Dense(C)) on the same data with the same optimiser; only the
@@ -6,47 +6,96 @@ objective differs:
 
     hash_loss_weight · L_method(labels, u) + classification_weight · CE(logits)
 
-`--method` picks L_method and the default weights; `--method_params`
-overrides a baseline's hyper-parameters (DHE's have their own flags).
+A registry entry carries everything of its method: the loss class on the hash
+layer, the default weights of the two terms, the callbacks the loss needs
+during fit(), and the settings `tools/benchmark_methods.py --tune` tries. The
+loss's hyper-parameters are its constructor's keyword arguments, set for every
+method the same way (`--method_params=key=value,...`) and checked against the
+constructor; the run sets `num_classes` and `bits` itself. Adding a method is
+its loss class and one entry here (README, "Adding a method").
 """
 
 import dataclasses
 import inspect
+import typing
 
 from dhe_tf import baselines
+from dhe_tf import callbacks as callbacks_lib
 from dhe_tf import losses
 from dhe_tf.errors import ConfigError
 
 
+def _no_callbacks(loss):
+  del loss
+  return []
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A hashing method: its hash loss class and default objective weights."""
+  """A hashing method.
+
+  Attributes:
+    summary: one line: what the objective is, and its paper.
+    loss: the keras.losses.Loss class on the hash activations u [N, K], or
+      None for classification alone.
+    hash_loss_weight: default weight of the loss.
+    classification_weight: default weight of the classifier's
+      cross-entropy.
+    tuning_grid: the settings a fair tuning tries, each a dict of
+      TrainConfig overrides; the loss's hyper-parameters go under
+      "method_params" as a dict.
+    callbacks: loss → the keras callbacks it needs during fit().
+  """
   summary: str
-  loss: type | None  # None: no hash loss, classification alone.
+  loss: type | None
   hash_loss_weight: float
   classification_weight: float
+  tuning_grid: tuple
+  callbacks: typing.Callable = _no_callbacks
+
+
+def _grid(**axes):
+  """Every combination of `axes` (name → values) as method_params dicts."""
+  names = list(axes)
+  combos = [{}]
+  for name in names:
+    combos = [dict(c, **{name: v}) for c in combos for v in axes[name]]
+  return tuple({"method_params": combo} for combo in combos)
 
 
 METHODS = {
-    "dhe": Method("Hamming embedding loss + classification (the paper)",
-                  losses.HammingEmbeddingLoss, 1.0, 1.0),
-    "dlbhc": Method("latent sigmoid layer trained by classification alone "
-                    "(Lin et al., CVPRW 2015)", None, 0.0, 1.0),
-    "dpsh": Method("pairwise likelihood + quantization (Li et al., IJCAI 2016)",
-                   baselines.DPSHLoss, 1.0, 0.0),
-    "dsh": Method("contrastive loss with margin + regulariser (Liu et al., "
-                  "CVPR 2016)", baselines.DSHLoss, 1.0, 0.0),
-    "hashnet": Method("weighted pairwise cross-entropy with continuation (Cao "
-                      "et al., ICCV 2017)", baselines.HashNetLoss, 1.0, 0.0),
-    "csq": Method("central similarity to hash centres (Yuan et al., CVPR "
-                  "2020)", baselines.CSQLoss, 1.0, 0.0),
+    "dhe": Method(
+        "Hamming embedding loss + classification (the paper)",
+        losses.HammingEmbeddingLoss, 1.0, 1.0,
+        _grid(margin=(0.5, 0.6), quantization_weight=(0.0, 0.1))),
+    "dlbhc": Method(
+        "latent sigmoid layer trained by classification alone (Lin et al., "
+        "CVPRW 2015)", None, 0.0, 1.0,
+        # No hyper-parameters of its own: its budget goes to the rate.
+        tuple({"learning_rate": lr} for lr in (3e-4, 1e-3, 2e-3, 3e-3))),
+    "dpsh": Method(
+        "pairwise likelihood + quantization (Li et al., IJCAI 2016)",
+        baselines.DPSHLoss, 1.0, 0.0,
+        _grid(quantization_weight=(0.01, 0.03, 0.1, 0.3))),
+    "dsh": Method(
+        "contrastive loss with margin + regulariser (Liu et al., CVPR 2016)",
+        baselines.DSHLoss, 1.0, 0.0,
+        _grid(margin=(1.0, 2.0), regularizer_weight=(0.01, 0.1))),
+    "hashnet": Method(
+        "weighted pairwise cross-entropy with continuation (Cao et al., ICCV "
+        "2017)", baselines.HashNetLoss, 1.0, 0.0,
+        tuple({"method_params": dict(scale=s, gamma=g)}
+              for s, g in ((5, 0.005), (10, 0.005), (20, 0.005),
+                           (10, 0.05))),
+        callbacks=lambda loss: [callbacks_lib.HashNetContinuation(loss)]),
+    "csq": Method(
+        "central similarity to hash centres (Yuan et al., CVPR 2020)",
+        baselines.CSQLoss, 1.0, 0.0,
+        _grid(quantization_weight=(1e-4, 1e-3, 1e-2, 1e-1))),
 }
 
-# Constructor arguments that the run sets, not --method_params.
-_SET_BY_RUN = {"self", "name", "kwargs", "num_classes", "bits"}
-# DHE's hyper-parameters are TrainConfig fields with flags of their own.
-_DHE_FIELDS = ("margin", "similar_weight", "dissimilar_weight",
-               "quantization_weight", "distance")
+# Constructor arguments the run sets, not --method_params.
+SET_BY_RUN = ("num_classes", "bits")
 
 
 def check_method(name):
@@ -56,23 +105,28 @@ def check_method(name):
                       f"{', '.join(METHODS)}")
 
 
-def tunable_params(name):
-  """{name: default} of the hyper-parameters `--method_params` may set."""
+def hyper_parameters(name):
+  """{name: default} of the hyper-parameters of method `name`'s loss."""
   loss = METHODS[name].loss
-  if loss is None or loss is losses.HammingEmbeddingLoss:
+  if loss is None:
     return {}
   signature = inspect.signature(loss.__init__)
   return {key: p.default for key, p in signature.parameters.items()
-          if key not in _SET_BY_RUN}
+          if p.kind is p.POSITIONAL_OR_KEYWORD and key not in SET_BY_RUN
+          and key not in ("self", "name")}
 
 
 def parse_params(name, pairs):
-  """{key: float} from "key=value" strings, checked against method `name`.
+  """{key: value} from "key=value" strings, checked against method `name`.
+
+  Values take the type of the constructor's default (float, int or str);
+  numbers must be ≥ 0.
 
   Raises:
-    ConfigError: a malformed pair, an unknown key or a non-numeric value.
+    ConfigError: a malformed pair, an unknown key or a value of the wrong
+      type, naming it and the method's keys.
   """
-  known = tunable_params(name)
+  known = hyper_parameters(name)
   params = {}
   for pair in pairs:
     key, sep, value = pair.partition("=")
@@ -81,13 +135,14 @@ def parse_params(name, pairs):
       raise ConfigError(f"method_params entries are key=value. Received: "
                         f"{pair!r}")
     if key not in known:
-      hint = (" (DHE's are set by --margin, --similar_weight, "
-              "--dissimilar_weight, --quantization_weight)"
-              if name == "dhe" else "")
-      raise ConfigError(f"{name} has no parameter {key!r}{hint}. "
+      raise ConfigError(f"{name} has no parameter {key!r}. "
                         f"Available: {', '.join(known) or 'none'}")
+    kind = type(known[key])
+    if kind is str:
+      params[key] = value
+      continue
     try:
-      params[key] = type(known[key])(float(value))
+      params[key] = kind(float(value))
     except ValueError:
       raise ConfigError(f"method_params {key} must be a number. "
                         f"Received: {value!r}") from None
@@ -97,27 +152,39 @@ def parse_params(name, pairs):
   return params
 
 
-def hash_loss(config, *, num_classes):
-  """The loss on the hash output for a run of `config`; None for DLBHC.
+def format_params(params):
+  """("key=value", ...) of a {key: value} dict, as --method_params takes."""
+  return tuple(f"{key}={value}" for key, value in params.items())
+
+
+def resolved_params(name, pairs):
+  """Every hyper-parameter of method `name` as "key=value" strings: the
+  given ones over the loss's defaults, in constructor order, so flags.json
+  records all the values a run used."""
+  return format_params({**hyper_parameters(name),
+                        **parse_params(name, pairs)})
+
+
+def make_loss(name, pairs, *, num_classes, bits):
+  """The loss on the hash output of method `name`; None for DLBHC.
 
   Args:
-    config: a TrainConfig (method, method_params, bits, DHE's fields, seed).
-    num_classes: C, for methods with per-class targets (CSQ).
+    name: a key of METHODS.
+    pairs: "key=value" hyper-parameters (parse_params).
+    num_classes: C, for losses with per-class targets (CSQ).
+    bits: K.
+
+  Raises:
+    ConfigError: a hyper-parameter the loss refuses, with its message.
   """
-  method = METHODS[config.method]
+  method = METHODS[name]
   if method.loss is None:
     return None
-  if method.loss is losses.HammingEmbeddingLoss:
-    return losses.HammingEmbeddingLoss(
-        **{field: getattr(config, field) for field in _DHE_FIELDS})
-  params = parse_params(config.method, config.method_params)
-  if method.loss is baselines.CSQLoss:
-    params.update(num_classes=num_classes, bits=config.bits)
-  return method.loss(**params)
-
-
-def callbacks(loss):
-  """Training callbacks a hash loss needs (HashNet's continuation)."""
-  if isinstance(loss, baselines.HashNetLoss):
-    return [baselines.HashNetContinuation(loss)]
-  return []
+  params = parse_params(name, pairs)
+  accepted = inspect.signature(method.loss.__init__).parameters
+  run = {key: value for key, value in
+         dict(num_classes=num_classes, bits=bits).items() if key in accepted}
+  try:
+    return method.loss(**params, **run)
+  except ValueError as e:
+    raise ConfigError(f"method_params of {name}: {e}") from None

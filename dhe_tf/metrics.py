@@ -1,6 +1,6 @@
 """Retrieval metrics for binary hash codes: Hamming ranking, mAP, precision.
 
-Pure NumPy, so evaluation runs without TensorFlow and tests can call every
+NumPy on 0/1 codes and labels, so tests can call every
 function on a handful of hand-made codes.
 
 Conventions shared by every function here:
@@ -26,31 +26,14 @@ import os
 
 import numpy as np
 
+from dhe_tf import codes as codes_lib
+
 # Pairs (query, database item) per chunk when chunk_size is None: about 60 MB
 # of intermediate arrays; larger chunks are not faster.
 _CHUNK_PAIRS = 2**22
 # NumPy releases the GIL in its sorts and element-wise loops, so chunks run in
 # parallel threads (about 1.7x faster on 2 cores); at most 4, to bound memory.
 _THREADS = min(4, os.cpu_count() or 1)
-
-
-def pack_codes(codes):
-  """Packs binary codes into bytes, 8 bits per byte.
-
-  Args:
-    codes: [N, K] array of 0 and 1 (bool, int or float); K need not be a
-      multiple of 8.
-
-  Returns:
-    uint8 [N, ceil(K / 8)], as `np.packbits(codes, axis=1)`: the first bit is
-    the most significant bit of the first byte, and the unused low bits of the
-    last byte are zeros. The padding is the same zero for every code, so it
-    never adds to a Hamming distance.
-
-  Raises:
-    ValueError: if codes is not a non-empty 2-D array of 0 and 1.
-  """
-  return np.packbits(_check_codes(codes, "codes"), axis=1)
 
 
 def hamming_distances(query_packed, database_packed):
@@ -61,8 +44,8 @@ def hamming_distances(query_packed, database_packed):
   per byte; e.g. 32-bit codes are a single uint32.
 
   Args:
-    query_packed: uint8 [Q, B], codes from `pack_codes`.
-    database_packed: uint8 [N, B], codes from `pack_codes`.
+    query_packed: uint8 [Q, B], codes from `dhe_tf.codes.pack`.
+    database_packed: uint8 [N, B], codes from `dhe_tf.codes.pack`.
 
   Returns:
     [Q, N] distances in the smallest unsigned dtype that holds 8 * B (uint8 up
@@ -324,8 +307,8 @@ def _map_chunks(function, query_codes, database_codes, chunk_size):
   _check_positive_int(chunk_size, "chunk_size", allow_none=True)
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_PAIRS // len(database_codes))
-  query_words = _as_words(np.packbits(query_codes, axis=1))
-  database_words = _as_words(np.packbits(database_codes, axis=1)).T.copy()
+  query_words = _as_words(codes_lib.pack(query_codes))
+  database_words = _as_words(codes_lib.pack(database_codes)).T.copy()
   dtype = _distance_dtype(query_codes.shape[1])
 
   def run(start):
@@ -481,18 +464,7 @@ def _check_inputs(query_codes, query_labels, database_codes, database_labels):
 
 
 def _check_codes(codes, name):
-  codes = np.asarray(codes)
-  if codes.ndim != 2 or 0 in codes.shape:
-    raise ValueError(
-        f"{name} must be a non-empty 2-D array [num_items, bits]. "
-        f"Received: {name} with shape {codes.shape}")
-  is_binary = (codes == 0) | (codes == 1)
-  if not np.all(is_binary):
-    bad = codes[~is_binary][0].item()
-    raise ValueError(
-        f"{name} must contain only 0 and 1 (for codes in {{-1, 1}} pass "
-        f"`codes > 0`). Received: {name} containing {bad!r}")
-  return codes.astype(bool)
+  return codes_lib.check_bits(codes, name).astype(bool)
 
 
 def _check_packed(packed, name):
@@ -500,7 +472,7 @@ def _check_packed(packed, name):
   if packed.ndim != 2 or packed.dtype != np.uint8 or 0 in packed.shape:
     raise ValueError(
         f"{name} must be a non-empty uint8 array [num_items, bytes] from "
-        f"pack_codes. Received: {name} with dtype {packed.dtype} and shape "
+        f"dhe_tf.codes.pack. Received: {name} with dtype {packed.dtype} and shape "
         f"{packed.shape}")
   return packed
 

@@ -15,7 +15,7 @@ import os
 import keras
 import numpy as np
 
-from dhe_tf.data import tfds_source
+from dhe_tf import downloads
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -105,7 +105,7 @@ def resolve_weights(backbone, weights):
     cache = os.path.join(
         os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
     if (not os.path.exists(os.path.join(cache, filename)) and
-        not tfds_source.host_reachable(_WEIGHTS_HOST)):
+        not downloads.host_reachable(_WEIGHTS_HOST)):
       raise DataUnavailableError(
           f"ImageNet weights for {backbone} are not in {cache} and "
           f"{_WEIGHTS_HOST} cannot be reached: pass --weights=PATH to a local "
@@ -211,16 +211,11 @@ def encoder(model):
   return keras.Model(model.inputs, model.get_layer("hash").output)
 
 
-def binarize(activations):
-  """Hash codes uint8 [N, K]: 1 where the activation is ≥ 0.5."""
-  return (np.asarray(activations) >= 0.5).astype(np.uint8)
-
-
-def load_model(path):
+def load_model(path, *, compile=True):  # pylint: disable=redefined-builtin
   """Loads a model saved by dhe_tf.train (RUN/model.keras).
 
-  Importing this module and dhe_tf.losses registers the custom layer and
-  loss that `keras.saving.load_model` needs to rebuild the model.
+  Importing dhe_tf registers every custom object it needs (layers, losses,
+  optimizer, schedules). compile=False loads it for inference only, without
+  its optimizer and losses.
   """
-  from dhe_tf import losses  # pylint: disable=g-import-not-at-top,unused-import
-  return keras.saving.load_model(path)
+  return keras.saving.load_model(path, compile=compile)

@@ -12,6 +12,8 @@ follows a schedule (constant, cosine or step decay, after a linear warm-up).
 import keras
 from keras import ops
 
+from dhe_tf.errors import ConfigError
+
 SCHEDULES = ("constant", "cosine", "step")
 
 
@@ -29,7 +31,7 @@ class FineTuningAdam(keras.optimizers.Adam):
   Loshchilov & Hutter 2019) shrinks each decayed variable w before its Adam
   step by w ← w − λ · η_v(t) · w, with η_v its own rate, as PyTorch's AdamW does
   for parameter groups of different learning rates. Which variables are
-  decayed is set with `exclude_from_weight_decay` (dhe_tf.training exempts
+  decayed is set with `exclude_from_weight_decay` (make_optimizer exempts
   biases and batch-norm scales and offsets).
 
   "Frozen" here means a learning rate of 0: gradients of the backbone are
@@ -161,3 +163,57 @@ def learning_rate_schedule(learning_rate, kind, *, steps_per_epoch, epochs,
   else:
     schedule = learning_rate
   return LinearWarmup(schedule, warmup_steps) if warmup_steps else schedule
+
+
+def check_schedule(kind, *, epochs, freeze_backbone_epochs=0,
+                   warmup_epochs=0, decay_epochs=(), decay_factor=0.1):
+  """Raises ConfigError naming the first setting of a schedule that cannot
+  work (see learning_rate_schedule and FineTuningAdam for their meaning)."""
+  if kind not in SCHEDULES:
+    raise ConfigError(f"Unknown lr_schedule {kind!r}. "
+                      f"Available: {', '.join(SCHEDULES)}")
+  for name, value in (("freeze_backbone_epochs", freeze_backbone_epochs),
+                      ("warmup_epochs", warmup_epochs)):
+    if value >= epochs:
+      raise ConfigError(f"{name} must be below epochs={epochs}. "
+                        f"Received: {name}={value}")
+  if not 0 < decay_factor <= 1:
+    raise ConfigError("lr_decay_factor must be in (0, 1]. "
+                      f"Received: lr_decay_factor={decay_factor}")
+  if decay_epochs and kind != "step":
+    raise ConfigError("lr_decay_epochs needs lr_schedule=step. Received: "
+                      f"lr_schedule={kind}")
+  for epoch in decay_epochs:
+    if not 0 < epoch < epochs:
+      raise ConfigError(f"lr_decay_epochs must lie in (0, epochs={epochs}). "
+                        f"Received: lr_decay_epochs={tuple(decay_epochs)}")
+
+
+def make_optimizer(model, config, *, steps_per_epoch):
+  """The optimizer of a run: FineTuningAdam on its learning-rate schedule.
+
+  The backbone (the sub-model named "backbone") learns at
+  backbone_lr_multiplier × the rate of the new layers, and not at all for
+  the first freeze_backbone_epochs; biases and batch-norm scales and
+  offsets (every variable of rank ≤ 1) are not weight-decayed.
+
+  Args:
+    model: a model from dhe_tf.model.build_model.
+    config: a dhe_tf.config.TrainConfig.
+    steps_per_epoch: optimizer steps per epoch.
+  """
+  schedule = learning_rate_schedule(
+      config.learning_rate, config.lr_schedule,
+      steps_per_epoch=steps_per_epoch, epochs=config.epochs,
+      warmup_epochs=config.warmup_epochs,
+      decay_epochs=config.lr_decay_epochs,
+      decay_factor=config.lr_decay_factor)
+  optimizer = FineTuningAdam(
+      schedule, backbone_lr_multiplier=config.backbone_lr_multiplier,
+      frozen_steps=config.freeze_backbone_epochs * steps_per_epoch,
+      decoupled_weight_decay=config.weight_decay)
+  optimizer.set_backbone_variables(
+      model.get_layer("backbone").trainable_variables)
+  optimizer.exclude_from_weight_decay(
+      var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
+  return optimizer

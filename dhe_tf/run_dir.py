@@ -9,17 +9,24 @@
                         run is unfinished (a rerun resumes from it)
 
 Every file is written to a temporary name and renamed into place, so a crash
-never leaves a truncated file under the final name.
+never leaves a truncated file under the final name. `load_run` is the one
+place that reads a finished run back: evaluation, export and search go
+through it, never through the trainer.
 """
 
+import dataclasses
 import datetime
 import json
 import os
 import shutil
 import tempfile
 
+import keras
 import numpy as np
 
+from dhe_tf import config as config_lib
+from dhe_tf import model as model_lib
+from dhe_tf.data import datasets
 from dhe_tf.errors import ConfigError
 
 
@@ -133,3 +140,64 @@ def write_split(path, split):
 def save_model(path, model):
   """Saves a Keras model to a `.keras` file, atomically."""
   _replace_into(path, model.save)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A finished dhe_tf.train run, read back.
+
+  Attributes:
+    path: the run directory.
+    model: the Keras model of RUN/model.keras, loaded for inference (no
+      optimizer or losses).
+    config: the dhe_tf.config.TrainConfig of RUN/flags.json.
+  """
+  path: str
+  model: keras.Model
+  config: config_lib.TrainConfig
+
+  @property
+  def center_crop(self):
+    """Whether the model's images are cut like image-file datasets' (the
+    central window of the shorter side; dhe_tf.inference.decode_image)."""
+    return datasets.DATASETS[self.config.dataset].image_files
+
+  @property
+  def bits(self):
+    """K, the code length of the model."""
+    return int(self.model.get_layer("hash").output.shape[-1])
+
+
+def check_finished(path):
+  """Raises ConfigError unless `path` holds flags.json and model.keras."""
+  for name in ("flags.json", "model.keras"):
+    file = os.path.join(path, name)
+    if not os.path.isfile(file):
+      raise ConfigError(f"{file} does not exist: --model_dir must be a "
+                        "finished dhe_tf.train run.")
+
+
+def load_run(path):
+  """Reads the finished run in `path`.
+
+  Raises:
+    ConfigError: a file of the run is missing, or its flags.json is not one
+      this version reads.
+  """
+  check_finished(path)
+  config = config_lib.from_json(read_json(os.path.join(path, "flags.json")))
+  model = model_lib.load_model(os.path.join(path, "model.keras"),
+                               compile=False)
+  return Run(path=path, model=model, config=config)
+
+
+def load_data(config):
+  """The dhe_tf.data HashingDataset a run of `config` trains and is
+  evaluated on."""
+  return datasets.load_dataset(config.dataset, protocol=config.protocol,
+                               split_seed=config.split_seed,
+                               data_dir=config.data_dir,
+                               image_root=config.image_root,
+                               image_size=config.image_size,
+                               on_bad_image=config.on_bad_image,
+                               cache=config.data_cache, seed=config.seed)

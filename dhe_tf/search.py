@@ -17,24 +17,19 @@ r"""Builds an index of a model's binary codes; queries it by Hamming distance.
         --radius=2
 
 Images are encoded as the exported SavedModel encodes them
-(dhe_tf.serving). The index records the fingerprint of the model that made
+(dhe_tf.inference). The index records the fingerprint of the model that made
 it, and a query with another model's codes is refused. Results are ordered
 by (distance, id), ties broken by id as in the evaluation (dhe_tf.index).
 """
 
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
+from dhe_tf import errors
 from dhe_tf import index as index_lib
-from dhe_tf import retrieval
 from dhe_tf import run_dir
+from dhe_tf import searcher
 from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
 
 COMMANDS = ("build", "query")
 
@@ -49,16 +44,9 @@ flags.DEFINE_list("images", [],
 flags.DEFINE_string("part", "database",
                     "build: the run's dataset part to index when --images "
                     "is not given: database, query or train.")
-flags.DEFINE_enum("backend", "faiss", index_lib.BACKENDS, "build: backend.")
-flags.DEFINE_string("milvus_uri", None,
-                    "build, milvus: a Milvus server or cluster "
-                    "(http://host:19530) or a Milvus Lite file (*.db); "
-                    "default INDEX/milvus.db.")
-flags.DEFINE_enum("milvus_index", "BIN_FLAT", index_lib.MILVUS_INDEX_TYPES,
-                  "build, milvus: BIN_FLAT (exact) or BIN_IVF_FLAT.")
-flags.DEFINE_integer("milvus_nlist", 1024, "build, BIN_IVF_FLAT: lists.")
-flags.DEFINE_integer("milvus_nprobe", 16,
-                     "build, BIN_IVF_FLAT: lists searched per query.")
+flags.DEFINE_enum("backend", "faiss", list(index_lib.BACKENDS),
+                  "build: backend (dhe_tf.index); its settings are the "
+                  "flags --<backend>_<setting>.")
 flags.DEFINE_list("codes", [],
                   "query: codes as strings of 0 and 1, comma-separated.")
 flags.DEFINE_integer("k", 10, "query: number of nearest codes.")
@@ -69,14 +57,31 @@ flags.DEFINE_string("json", None, "query: also write the results as JSON to "
                     "this file ('-' for standard output).")
 flags.DEFINE_integer("batch_size", 256, "Images per encoding batch.")
 
+
+def _define_backend_flags():
+  """A flag --<backend>_<setting> for each setting of each backend."""
+  define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+            float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+  for backend in index_lib.BACKENDS.values():
+    for setting in backend.settings:
+      name = backend.flag_name(setting)
+      help_text = f"build, --backend={backend.name}: {setting.help}"
+      if setting.choices and setting.type is str:
+        flags.DEFINE_enum(name, setting.default, setting.choices, help_text)
+      else:
+        define[setting.type](name, setting.default, help_text)
+
+
+_define_backend_flags()
+
 FLAGS = flags.FLAGS
 
 
 def _settings():
-  if FLAGS.backend != "milvus":
-    return {}
-  return {"uri": FLAGS.milvus_uri, "index_type": FLAGS.milvus_index,
-          "nlist": FLAGS.milvus_nlist, "nprobe": FLAGS.milvus_nprobe}
+  """The settings of --backend, from its flags --<backend>_<setting>."""
+  backend = index_lib.BACKENDS[FLAGS.backend]
+  return {setting.name: FLAGS[backend.flag_name(setting)].value
+          for setting in backend.settings}
 
 
 def run(command):
@@ -87,21 +92,22 @@ def run(command):
     if not FLAGS.model_dir:
       raise ConfigError("build needs --model_dir: the run whose model "
                         "encodes the images.")
-    manifest = retrieval.build_index(FLAGS.model_dir, FLAGS.index, images=FLAGS.images,
-                           part=FLAGS.part, backend=FLAGS.backend,
-                           settings=_settings(),
-                           batch_size=FLAGS.batch_size)
+    manifest = searcher.build_index(
+        FLAGS.model_dir, FLAGS.index, images=FLAGS.images, part=FLAGS.part,
+        backend=FLAGS.backend, settings=_settings(),
+        batch_size=FLAGS.batch_size)
     return (f"{manifest['count']} codes of {manifest['bits']} bits "
             f"({manifest['backend']}) → {FLAGS.index}")
-  found = retrieval.query_index(FLAGS.index, model_dir=FLAGS.model_dir,
-                      images=FLAGS.images, codes=FLAGS.codes, k=FLAGS.k,
-                      radius=FLAGS.radius, batch_size=FLAGS.batch_size)
+  found = searcher.query_index(
+      FLAGS.index, model_dir=FLAGS.model_dir, images=FLAGS.images,
+      codes=FLAGS.codes, k=FLAGS.k, radius=FLAGS.radius,
+      batch_size=FLAGS.batch_size)
   if FLAGS.json == "-":
     import json  # pylint: disable=g-import-not-at-top
     return json.dumps(found, indent=2)
   if FLAGS.json:
     run_dir.write_json(FLAGS.json, found)
-  return retrieval.format_table(found)
+  return searcher.format_table(found)
 
 
 def main(argv):
@@ -109,11 +115,8 @@ def main(argv):
     raise app.UsageError(
         f"Expected one command, {' or '.join(COMMANDS)}. Received: "
         f"{' '.join(argv[1:]) or 'none'}")
-  try:
+  with errors.reported_in_one_line("dhe_tf.search"):
     print(run(argv[1]))
-  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
-    print(f"dhe_tf.search: error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

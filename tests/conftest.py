@@ -23,8 +23,8 @@ def make_small_run(model_dir, *, bits=12, seed=0):
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from dhe_tf import run_dir  # pylint: disable=g-import-not-at-top
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
   from dhe_tf.data import datasets  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(seed)
   model = model_lib.build_model(backbone="small_cnn", bits=bits,
@@ -39,12 +39,28 @@ def make_small_run(model_dir, *, bits=12, seed=0):
   scale = 1.0 / (projected.std(axis=0) + 1e-6)
   hash_layer.set_weights([kernel * scale,
                           -projected.mean(axis=0) * scale])
-  config = training.TrainConfig(bits=bits, protocol="tiny")
+  config = config_lib.TrainConfig(bits=bits, protocol="tiny")
   run_dir.create(model_dir)
   run_dir.write_json(os.path.join(model_dir, "flags.json"),
                      dataclasses.asdict(config))
   run_dir.save_model(os.path.join(model_dir, "model.keras"), model)
   return model
+
+
+# The tiny trained run the tests share: the "tiny" protocol of the embedded
+# data (100 queries, 500 training images, 9,900 database), 10 epochs.
+TINY_RUN = dict(protocol="tiny", epochs=10, batch_size=50, bits=12)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+  """(model_dir, metrics) of a real dhe_tf.trainer.train run of TINY_RUN."""
+  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf import trainer  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path_factory.mktemp("trained") / "run")
+  results = trainer.train(config_lib.TrainConfig(**TINY_RUN), model_dir,
+                          verbose=0)
+  return model_dir, results
 
 
 @pytest.fixture(scope="session")

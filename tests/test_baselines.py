@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dhe_tf import config as config_lib
+from dhe_tf import callbacks
 from dhe_tf import baselines
 from dhe_tf import losses
 from dhe_tf import methods
@@ -88,7 +90,7 @@ def test_hashnet_equals_formula_at_start_of_continuation(labels):
 
 def test_hashnet_continuation_sharpens_codes_with_steps():
   loss = baselines.HashNetLoss(scale=10.0, gamma=0.5, power=0.5)
-  callback = baselines.HashNetContinuation(loss)
+  callback = callbacks.HashNetContinuation(loss)
   for batch in range(3):  # Steps 0, 1, 2 → β = (1 + 0.5·2)^0.5 before step 2.
     callback.on_train_batch_begin(batch)
   assert float(loss.beta) == pytest.approx(2.0 ** 0.5)
@@ -174,35 +176,3 @@ def test_config_round_trip_gives_the_same_loss(loss):
   assert type(again) is type(loss)
   assert again.get_config() == loss.get_config()
   assert float(again(ONE_HOT, U)) == pytest.approx(float(loss(ONE_HOT, U)))
-
-
-def test_method_params_are_parsed_and_checked():
-  assert methods.parse_params("dsh", ["margin=1.5", "regularizer_weight=0"]) \
-      == {"margin": 1.5, "regularizer_weight": 0.0}
-  assert methods.parse_params("csq", ["seed=3"]) == {"seed": 3}
-  for method, pairs, message in [
-      ("dsh", ["margin"], "key=value"),
-      ("dsh", ["alpha=1"], "no parameter 'alpha'"),
-      ("dsh", ["margin=big"], "must be a number"),
-      ("dpsh", ["quantization_weight=-1"], "≥ 0"),
-      ("dhe", ["margin=0.5"], "--margin"),
-      ("nope", [], "Unknown method"),
-  ]:
-    with pytest.raises(ConfigError, match=message):
-      if method == "nope":
-        methods.check_method(method)
-      methods.parse_params(method, pairs)
-
-
-def test_every_method_builds_its_loss():
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
-  expected = {"dhe": losses.HammingEmbeddingLoss, "dlbhc": type(None),
-              "dpsh": baselines.DPSHLoss, "dsh": baselines.DSHLoss,
-              "hashnet": baselines.HashNetLoss, "csq": baselines.CSQLoss}
-  for name, kind in expected.items():
-    config = training.TrainConfig(method=name, bits=12)
-    loss = methods.hash_loss(config, num_classes=10)
-    assert type(loss) is kind, name
-  csq = methods.hash_loss(training.TrainConfig(method="csq", bits=16),
-                          num_classes=10)
-  assert csq.centers.shape == (10, 16)

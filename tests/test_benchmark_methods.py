@@ -1,13 +1,40 @@
 """tools/benchmark_methods.py: its --quick path writes the table it promises."""
 
+import contextlib
 import csv
+import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
 
+from absl import flags
+
 _TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
                      "benchmark_methods.py")
+
+
+def _load_tool():
+  spec = importlib.util.spec_from_file_location("benchmark_methods", _TOOL)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)  # Defines its flags in absl's FLAGS.
+  return module
+
+
+_BENCHMARK = _load_tool()
+
+
+def _run_in_process(*args):
+  """The tool's main with `args` parsed, in this process; its stdout."""
+  out = io.StringIO()
+  flags.FLAGS(["benchmark_methods", *args])
+  try:
+    with contextlib.redirect_stdout(out):
+      _BENCHMARK.main(["benchmark_methods"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  return out.getvalue()
 
 
 def _tool(*args, cwd):
@@ -23,9 +50,8 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   args = ["--quick", "--protocol=tiny", "--methods=dlbhc,hashnet", "--bits=6",
           "--seeds=4,5", "--epochs=1", "--jit_compile=false",
           f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}"]
-  result = _tool(*args, cwd=tmp_path)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.count(" in ") == 2  # One line per run.
+  stdout = _run_in_process(*args)
+  assert stdout.count(" in ") == 2  # One line per run.
 
   with open(out / "results.csv", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
@@ -55,9 +81,7 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
 
   # Run again: every run is in results.csv already, so none is repeated.
   before = (out / "results.csv").read_text(encoding="utf-8")
-  again = _tool(*args, cwd=tmp_path)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stdout.count(" in ") == 0
+  assert _run_in_process(*args).count(" in ") == 0
   assert (out / "results.csv").read_text(encoding="utf-8") == before
   assert (out / "results.md").read_text(encoding="utf-8") == table
 
@@ -70,3 +94,25 @@ def test_unknown_method_is_one_line(tmp_path):
       "benchmark_methods: error: Unknown method 'lsh'. Available: dhe, "
       "dlbhc, dpsh, dsh, hashnet, csq")
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_every_tuning_setting_applies_and_the_chosen_one_reads_back(
+    tmp_path):
+  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf import methods  # pylint: disable=g-import-not-at-top
+  base = config_lib.TrainConfig(bits=12, protocol="tiny")
+  for name, method in methods.METHODS.items():
+    for setting in method.tuning_grid:
+      config = config_lib.validate(_BENCHMARK.with_setting(
+          config_lib.TrainConfig(method=name, protocol="tiny"), setting))
+      used = methods.parse_params(name, config.method_params)
+      for key, value in setting.get("method_params", {}).items():
+        assert used[key] == value, (name, key)
+      path = str(tmp_path / f"{name}.flags")
+      _BENCHMARK.write_flagfile(path, config, "chosen\nby a test")
+      with open(path, encoding="utf-8") as f:
+        assert f.readline().startswith("# python -m dhe_tf.train --flagfile=")
+      again = config_lib.TrainConfig(**{**config_lib.to_json(base), **(
+          config_lib.read_flagfile(path))})
+      assert config_lib.validate(again).method_params == config.method_params
+      assert again.learning_rate == config.learning_rate

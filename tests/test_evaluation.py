@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import evaluation
+from dhe_tf import trainer
+from dhe_tf import evaluator
 from dhe_tf import plots
-from dhe_tf import training
 
 
 def test_retrieval_metrics_on_hand_made_codes():
@@ -18,7 +18,7 @@ def test_retrieval_metrics_on_hand_made_codes():
   query = np.array([[0, 0, 0, 0]])
   database = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1],
                        [0, 0, 1, 0], [1, 1, 1, 0]])
-  results, (precision, recall) = evaluation.retrieval_metrics(
+  results, (precision, recall) = evaluator.retrieval_metrics(
       query, np.array([0]), database, np.array([0, 1, 0, 1, 0]))
   # Ranking (ties by index): 0 ✓, 2 ✓, 3 ✗, 4 ✓, 1 ✗.
   # AP = (1/1 + 2/2 + 3/4) / 3.
@@ -35,7 +35,7 @@ def test_retrieval_metrics_on_hand_made_codes():
 def test_images_at_keeps_the_requested_order_and_shape():
   images = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 2, 2, 1)
   dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros((6, 3))))
-  picked = evaluation.images_at(dataset, np.array([[4, 1], [1, 5]]))
+  picked = evaluator.images_at(dataset, np.array([[4, 1], [1, 5]]))
   assert picked.shape == (2, 2, 2, 2, 1)
   np.testing.assert_array_equal(picked[0, 0], images[4])
   np.testing.assert_array_equal(picked[1, 0], images[1])
@@ -44,13 +44,13 @@ def test_images_at_keeps_the_requested_order_and_shape():
 
 def test_hold_out_is_disjoint_seeded_and_sized():
   dataset = tf.data.Dataset.range(50).map(lambda i: (i, i))
-  fit, validation, held = training.hold_out(dataset, 50, 0.2, seed=3)
+  fit, validation, held = trainer.hold_out(dataset, 50, 0.2, seed=3)
   fit_ids = [int(x) for x, _ in fit]
   validation_ids = [int(x) for x, _ in validation]
   assert len(validation_ids) == 10 and len(fit_ids) == 40
   assert sorted(fit_ids + validation_ids) == list(range(50))
   np.testing.assert_array_equal(validation_ids, held)
-  _, _, again = training.hold_out(dataset, 50, 0.2, seed=3)
+  _, _, again = trainer.hold_out(dataset, 50, 0.2, seed=3)
   np.testing.assert_array_equal(again, held)
   assert fit.cardinality() == 40 and validation.cardinality() == 10
 

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dhe_tf import exporter
+from dhe_tf import inference
+from dhe_tf import codes as codes_lib
 from dhe_tf import model as model_lib
-from dhe_tf import serving
 from dhe_tf.data import datasets
 from dhe_tf.errors import ConfigError
 
@@ -83,7 +85,7 @@ def _keras_codes(model, pixels):
   """Bits and activations of the Keras model on decoded pixels."""
   activations = model_lib.encoder(model)(pixels.astype(np.float32),
                                          training=False)
-  return model_lib.binarize(activations), np.asarray(activations)
+  return codes_lib.binarize(activations), np.asarray(activations)
 
 
 def test_fresh_process_serves_the_keras_models_bits(exported, tmp_path):
@@ -92,7 +94,7 @@ def test_fresh_process_serves_the_keras_models_bits(exported, tmp_path):
   # The decoded pixels the Keras model is compared on: the PNGs' exact
   # pixels, and for the lossy JPEGs what decoding them gives.
   decoded = np.stack([
-      serving.decode_image(tf.io.read_file(f), (28, 28, 1),
+      inference.decode_image(tf.io.read_file(f), (28, 28, 1),
                            center_crop=False).numpy() for f in files])
   images, _ = datasets.load_embedded_arrays()
   np.testing.assert_array_equal(decoded[:6], images[::1501][:6])
@@ -134,24 +136,24 @@ def test_saved_model_cli_lists_the_signatures(exported):
   with open(os.path.join(path, "assets.extra", "dhe_tf.json")) as f:
     description = json.load(f)
   assert description["bits"] == 12
-  assert description["fingerprint"] == serving.model_fingerprint(
+  assert description["fingerprint"] == inference.model_fingerprint(
       exported[1])
 
 
 def test_versions_count_up_and_existing_ones_are_refused(small_run,
                                                          tmp_path):
   _, model = small_run
-  first = serving.export_saved_model(model, str(tmp_path), version=3)
+  first = exporter.export_saved_model(model, str(tmp_path), version=3)
   assert first == os.path.join(tmp_path, "dhe", "3")
   with pytest.raises(ConfigError, match=r"dhe/3 already exists"):
-    serving.export_saved_model(model, str(tmp_path), version=3)
+    exporter.export_saved_model(model, str(tmp_path), version=3)
   with pytest.raises(ConfigError, match=r"Received: version=0"):
-    serving.export_saved_model(model, str(tmp_path), version=0)
+    exporter.export_saved_model(model, str(tmp_path), version=0)
   with pytest.raises(ConfigError, match=r"Received: model_name='a/b'"):
-    serving.export_saved_model(model, str(tmp_path), model_name="a/b")
+    exporter.export_saved_model(model, str(tmp_path), model_name="a/b")
   with pytest.raises(ConfigError, match=re.escape(
       "Cannot write to export_dir=/etc/hostname/dhe")):
-    serving.export_saved_model(model, "/etc/hostname")
+    exporter.export_saved_model(model, "/etc/hostname")
   assert sorted(os.listdir(tmp_path / "dhe")) == ["3"]  # No temporary dirs.
 
 
@@ -168,11 +170,11 @@ def test_failed_export_leaves_no_version(small_run, tmp_path, monkeypatch):
   monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out",
                       write_half_and_fail)
   with pytest.raises(OSError, match="disk full"):
-    serving.export_saved_model(model, str(tmp_path / "new" / "exports"))
+    exporter.export_saved_model(model, str(tmp_path / "new" / "exports"))
   assert os.listdir(tmp_path) == []  # Not even the directories it made.
   os.makedirs(tmp_path / "dhe" / "1")
   with pytest.raises(OSError, match="disk full"):
-    serving.export_saved_model(model, str(tmp_path))
+    exporter.export_saved_model(model, str(tmp_path))
   assert os.listdir(tmp_path / "dhe") == ["1"]
 
 

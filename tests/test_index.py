@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+from dhe_tf import codes
 from dhe_tf import index as index_lib
 from dhe_tf import metrics
 from dhe_tf.errors import ConfigError
@@ -42,10 +43,10 @@ def _assert_same_rows(found, expected):
 def test_faiss_top_k_and_radius_equal_brute_force(tmp_path, bits):
   database, queries = _codes(3000, bits, 0), _codes(40, bits, 1)
   path = str(tmp_path / "index")
-  manifest = index_lib.build(path, metrics.pack_codes(database), bits=bits,
+  manifest = index_lib.build(path, codes.pack(database), bits=bits,
                              fingerprint="f")
   assert manifest["count"] == 3000 and manifest["backend"] == "faiss"
-  packed_queries = metrics.pack_codes(queries)
+  packed_queries = codes.pack(queries)
   with index_lib.open_index(path) as index:
     for k in (1, 7, 100, 5000):
       ids, distances = index.search(packed_queries, k)
@@ -62,18 +63,18 @@ def test_faiss_top_k_and_radius_equal_brute_force(tmp_path, bits):
 
 
 def test_padding_to_whole_bytes_is_zero_bits_at_the_end():
-  packed = index_lib.codes_from_strings(["1000000001", "0000000011"], 10)
+  packed = codes.from_strings(["1000000001", "0000000011"], 10)
   np.testing.assert_array_equal(packed, [[0b10000000, 0b01000000],
                                          [0b00000000, 0b11000000]])
   np.testing.assert_array_equal(
-      packed, metrics.pack_codes([[1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+      packed, codes.pack([[1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
                                   [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]]))
 
 
 def test_metadata_round_trips(tmp_path):
   path = str(tmp_path / "index")
   labels = np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
-  index_lib.build(path, metrics.pack_codes(_codes(4, 12, 0)), bits=12,
+  index_lib.build(path, codes.pack(_codes(4, 12, 0)), bits=12,
                   fingerprint="abc", sources=["a.png", "é.png", "c", "d"],
                   labels=labels, class_names=("x", "y", "z"))
   with index_lib.open_index(path) as index:
@@ -94,16 +95,16 @@ def test_metadata_round_trips(tmp_path):
      "k must be a positive integer. Received: k=-3"),
     (lambda index: index.radius_search(np.zeros((2, 2), np.uint8), -1),
      "radius must be a non-negative integer. Received: radius=-1"),
-    (lambda index: index_lib.codes_from_strings(["0101"], index.bits),
-     "Code '0101' has 4 bits; the index holds 12-bit codes."),
-    (lambda index: index_lib.codes_from_strings(["01x101010101"], 12),
+    (lambda index: codes.from_strings(["0101"], index.bits),
+     "Code '0101' has 4 bits; 12-bit codes are expected."),
+    (lambda index: codes.from_strings(["01x101010101"], 12),
      "A code must be a string of 0 and 1. Received: code='01x101010101'"),
     (lambda index: index.check_fingerprint("0" * 64, "the model of RUN"),
      "was built by another model"),
 ])
 def test_bad_queries_are_named(tmp_path, call, message):
   path = str(tmp_path / "index")
-  index_lib.build(path, metrics.pack_codes(_codes(10, 12, 0)), bits=12,
+  index_lib.build(path, codes.pack(_codes(10, 12, 0)), bits=12,
                   fingerprint="f" * 64)
   with index_lib.open_index(path) as index:
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -112,7 +113,7 @@ def test_bad_queries_are_named(tmp_path, call, message):
 
 def test_failed_build_keeps_the_old_index(tmp_path, monkeypatch):
   path = str(tmp_path / "index")
-  index_lib.build(path, metrics.pack_codes(_codes(10, 12, 0)), bits=12,
+  index_lib.build(path, codes.pack(_codes(10, 12, 0)), bits=12,
                   fingerprint="old")
 
   def write_half_and_fail(directory, packed, bits, settings):
@@ -124,13 +125,13 @@ def test_failed_build_keeps_the_old_index(tmp_path, monkeypatch):
   monkeypatch.setattr(index_lib.FaissBackend, "write",
                       staticmethod(write_half_and_fail))
   with pytest.raises(OSError, match="disk full"):
-    index_lib.build(path, metrics.pack_codes(_codes(20, 12, 1)), bits=12,
+    index_lib.build(path, codes.pack(_codes(20, 12, 1)), bits=12,
                     fingerprint="new")
   assert os.listdir(tmp_path) == ["index"]  # No temporary directory left.
   with index_lib.open_index(path) as index:
     assert (len(index), index.fingerprint) == (10, "old")
   monkeypatch.undo()
-  index_lib.build(path, metrics.pack_codes(_codes(20, 12, 1)), bits=12,
+  index_lib.build(path, codes.pack(_codes(20, 12, 1)), bits=12,
                   fingerprint="new")
   with index_lib.open_index(path) as index:
     assert (len(index), index.fingerprint) == (20, "new")
@@ -142,7 +143,7 @@ def test_build_refuses_a_path_that_is_not_an_index(tmp_path):
   (tmp_path / "photos" / "keep.jpg").write_bytes(b"mine")
   with pytest.raises(ConfigError, match="is not a dhe_tf index"):
     index_lib.build(str(tmp_path / "photos"),
-                    metrics.pack_codes(_codes(4, 8, 0)), bits=8,
+                    codes.pack(_codes(4, 8, 0)), bits=8,
                     fingerprint="f")
   assert os.listdir(tmp_path / "photos") == ["keep.jpg"]
   with pytest.raises(ConfigError, match="Received: bits=0"):
@@ -170,7 +171,7 @@ def milvus_and_faiss(tmp_path_factory):
   paths = {}
   for backend in ("milvus", "faiss"):
     paths[backend] = str(root / backend)
-    index_lib.build(paths[backend], metrics.pack_codes(database), bits=12,
+    index_lib.build(paths[backend], codes.pack(database), bits=12,
                     fingerprint="f", backend=backend)
   assert os.path.isfile(os.path.join(paths["milvus"], "milvus.db"))
   indexes = {backend: index_lib.open_index(path)
@@ -183,7 +184,7 @@ def milvus_and_faiss(tmp_path_factory):
 def test_milvus_lite_returns_what_faiss_returns(milvus_and_faiss):
   indexes, database = milvus_and_faiss
   queries = _codes(30, 12, 3)
-  packed = metrics.pack_codes(queries)
+  packed = codes.pack(queries)
   for k in (1, 10, 100):
     want = metrics.retrieve(queries, database, k)
     for backend in ("milvus", "faiss"):
@@ -191,7 +192,7 @@ def test_milvus_lite_returns_what_faiss_returns(milvus_and_faiss):
       np.testing.assert_array_equal(ids, want[0], err_msg=backend)
       np.testing.assert_array_equal(distances, want[1], err_msg=backend)
   for radius in (0, 1, 2):
-    want = _within(packed, metrics.pack_codes(database), radius)
+    want = _within(packed, codes.pack(database), radius)
     for backend in ("milvus", "faiss"):
       _assert_same_rows(indexes[backend].radius_search(packed, radius), want)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dhe_tf import callbacks
 from dhe_tf import losses
 
 
@@ -113,7 +114,7 @@ def test_config_round_trip():
 def test_warmed_up_loss_grows_linearly_then_stays():
   inner = losses.HammingEmbeddingLoss()
   loss = losses.WarmedUpLoss(inner)
-  warmup = losses.LossWarmup(loss, steps=4)
+  warmup = callbacks.LossWarmup(loss, steps=4)
   labels = [0, 0, 1, 1]
   u = np.random.default_rng(1).uniform(0, 1, (4, 6)).astype("float32")
   full = float(inner(labels, u))

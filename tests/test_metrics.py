@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dhe_tf import codes as codes_lib
 from dhe_tf import metrics
 
 # The hand-computed example. Query 0 is 0000 with label 0; distances to the
@@ -105,40 +106,13 @@ def reference_precision_recall(query_codes, query_labels, database_codes,
           recalls.mean(axis=0) if len(recalls) else np.zeros(bits + 1))
 
 
-# pack_codes and hamming_distances.
-
-
-def test_pack_codes_by_hand():
-  # 9 bits: 10110000 -> 176, then 1 followed by seven zero padding bits -> 128.
-  packed = metrics.pack_codes([[1, 0, 1, 1, 0, 0, 0, 0, 1]])
-  np.testing.assert_array_equal(packed, [[176, 128]])
-  assert packed.dtype == np.uint8
-
-
-def test_pack_codes_accepts_bool_and_float():
-  codes = np.array([[1, 0, 1], [0, 1, 1]])
-  expected = metrics.pack_codes(codes)
-  np.testing.assert_array_equal(metrics.pack_codes(codes.astype(bool)),
-                                expected)
-  np.testing.assert_array_equal(metrics.pack_codes(codes.astype(np.float32)),
-                                expected)
-
-
-@pytest.mark.parametrize("bad", [2, -1, 0.5, np.nan])
-def test_pack_codes_rejects_non_binary(bad):
-  with pytest.raises(ValueError, match=f"containing {bad!r}"):
-    metrics.pack_codes(np.array([[0, 1, bad]]))
-
-
-def test_pack_codes_rejects_wrong_shape():
-  with pytest.raises(ValueError, match=r"shape \(3,\)"):
-    metrics.pack_codes([0, 1, 1])
+# hamming_distances.
 
 
 def test_hamming_distances_by_hand():
   # 1011 vs 1011, 0011, 0100: 0, 1 and 4 differing bits.
-  query = metrics.pack_codes([[1, 0, 1, 1]])
-  database = metrics.pack_codes([[1, 0, 1, 1], [0, 0, 1, 1], [0, 1, 0, 0]])
+  query = codes_lib.pack([[1, 0, 1, 1]])
+  database = codes_lib.pack([[1, 0, 1, 1], [0, 0, 1, 1], [0, 1, 0, 0]])
   np.testing.assert_array_equal(
       metrics.hamming_distances(query, database), [[0, 1, 4]])
 
@@ -148,16 +122,16 @@ def test_hamming_distances_match_bit_comparison(bits):
   rng = np.random.default_rng(bits)
   query_codes = rng.integers(0, 2, (6, bits))
   database_codes = rng.integers(0, 2, (9, bits))
-  distances = metrics.hamming_distances(metrics.pack_codes(query_codes),
-                                        metrics.pack_codes(database_codes))
+  distances = metrics.hamming_distances(codes_lib.pack(query_codes),
+                                        codes_lib.pack(database_codes))
   expected = (query_codes[:, None, :] != database_codes[None, :, :]).sum(-1)
   np.testing.assert_array_equal(distances, expected)
 
 
 def test_hamming_distances_reject_different_widths():
   with pytest.raises(ValueError, match="width 1, database_packed width 2"):
-    metrics.hamming_distances(metrics.pack_codes([[1, 0]]),
-                              metrics.pack_codes([[1] * 9]))
+    metrics.hamming_distances(codes_lib.pack([[1, 0]]),
+                              codes_lib.pack([[1] * 9]))
 
 
 # relevance.

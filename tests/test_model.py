@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from dhe_tf import downloads
 from dhe_tf import model as model_lib
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
-from dhe_tf.data import tfds_source
 
 
 def _small(bits=12, classes=4, shape=(16, 16, 1)):
@@ -26,12 +26,6 @@ def test_outputs_are_named_hash_and_logits_with_their_shapes():
   u = keras.ops.convert_to_numpy(outputs["hash"])
   assert np.all((u > 0) & (u < 1))
   assert model.get_layer("hash").activation is keras.activations.sigmoid
-
-
-def test_codes_are_activations_thresholded_at_one_half():
-  codes = model_lib.binarize([[0.2, 0.5, 0.51], [0.49, 0.99, 0.0]])
-  np.testing.assert_array_equal(codes, [[0, 1, 1], [0, 1, 0]])
-  assert codes.dtype == np.uint8
 
 
 def test_keras_file_round_trip_gives_the_same_outputs(tmp_path):
@@ -109,7 +103,7 @@ def test_bad_arguments_are_named(kwargs, message):
     model_lib.build_model(**args)
 
 
-@pytest.mark.skipif(tfds_source.host_reachable("storage.googleapis.com"),
+@pytest.mark.skipif(downloads.host_reachable("storage.googleapis.com"),
                     reason="online: ImageNet weights would be downloaded")
 def test_unreachable_imagenet_weights_fail_fast_naming_the_flag(
     tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """XLA, mixed precision, fine-tuning optimizer and schedules, run-dir resume
-rules: everything of issue 7 that runs in this process on a CPU."""
+rules: everything of README "Scaling up" that runs in this process on a CPU."""
 
 import glob
 import json
@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dhe_tf import config as config_lib
+from dhe_tf import objective
+from dhe_tf import hardware
 from dhe_tf import baselines
 from dhe_tf import losses
 from dhe_tf import model as model_lib
 from dhe_tf import optimization
 from dhe_tf import run_dir
-from dhe_tf import scaling
-from dhe_tf import training
 from dhe_tf.errors import ConfigError
 
 # Every hashing loss must compile under XLA.
@@ -64,12 +65,12 @@ def test_loss_and_its_gradient_compile_under_xla(loss):
 def test_train_step_with_jit_compile_true_matches_the_step_without():
   images, labels = _batch()
   targets = {"hash": labels, "logits": labels}
-  config = training.TrainConfig(bits=12, learning_rate=1e-3)
+  config = config_lib.TrainConfig(bits=12, learning_rate=1e-3)
   results = []
   for xla in (False, True):
     keras.utils.set_random_seed(0)
     model = _small()
-    training.compile_model(model, config, multi_label=False, jit_compile=xla)
+    objective.compile_model(model, config, multi_label=False, jit_compile=xla)
     assert model.jit_compile is xla
     history = model.fit(images, targets, batch_size=4, epochs=1, verbose=0,
                         shuffle=False)
@@ -81,26 +82,26 @@ def test_train_step_with_jit_compile_true_matches_the_step_without():
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-_CPU_ONLY = pytest.mark.skipif(bool(scaling.gpus()),
+_CPU_ONLY = pytest.mark.skipif(bool(hardware.gpus()),
                                reason="expectations of a CPU-only machine")
 
 
 @_CPU_ONLY
 def test_jit_resolution_on_cpu_says_why():
-  assert scaling.resolve_jit_compile("auto", strategy_name="default") == (
+  assert hardware.resolve_jit_compile("auto", strategy_name="default") == (
       False, "jit_compile=auto and no GPU: XLA pays off on GPUs")
-  assert scaling.resolve_jit_compile("true", strategy_name="default")[0]
-  assert not scaling.resolve_jit_compile("false", strategy_name="default")[0]
+  assert hardware.resolve_jit_compile("true", strategy_name="default")[0]
+  assert not hardware.resolve_jit_compile("false", strategy_name="default")[0]
   with pytest.raises(ConfigError, match="XLA cannot compile the all-reduce"):
-    scaling.resolve_jit_compile("true", strategy_name="multi_worker")
+    hardware.resolve_jit_compile("true", strategy_name="multi_worker")
 
 
 def test_mixed_bfloat16_keeps_codes_logits_and_loss_in_float32():
   images, labels = _batch()
-  config = training.TrainConfig(bits=12)
-  with scaling.dtype_policy("mixed_bfloat16"):
+  config = config_lib.TrainConfig(bits=12)
+  with hardware.dtype_policy("mixed_bfloat16"):
     model = _small()
-    training.compile_model(model, config, multi_label=False, jit_compile=False)
+    objective.compile_model(model, config, multi_label=False, jit_compile=False)
   assert keras.mixed_precision.dtype_policy().name == "float32"  # Restored.
   backbone = model.get_layer("backbone")
   conv = [l for l in backbone.layers if "conv" in l.name][0]
@@ -118,8 +119,8 @@ def test_mixed_bfloat16_keeps_codes_logits_and_loss_in_float32():
 
 @_CPU_ONLY
 def test_mixed_precision_auto_is_float32_without_a_gpu():
-  assert scaling.resolve_mixed_precision("auto")[0] == "float32"
-  assert scaling.resolve_mixed_precision("mixed_bfloat16")[0] == (
+  assert hardware.resolve_mixed_precision("auto")[0] == "float32"
+  assert hardware.resolve_mixed_precision("mixed_bfloat16")[0] == (
       "mixed_bfloat16")
 
 
@@ -241,7 +242,7 @@ def test_warmup_schedule_round_trip():
 def test_bad_scaling_flags_are_named(monkeypatch, changes, message):
   monkeypatch.delenv("TF_CONFIG", raising=False)
   with pytest.raises(ConfigError, match=re.escape(message)):
-    training.validate(training.TrainConfig(**changes))
+    config_lib.validate(config_lib.TrainConfig(**changes))
 
 
 def test_a_finished_run_or_other_flags_are_refused_an_unfinished_resumed(
@@ -257,26 +258,3 @@ def test_a_finished_run_or_other_flags_are_refused_an_unfinished_resumed(
   open(os.path.join(path, "model.keras"), "w").close()
   with pytest.raises(ConfigError, match="holds a finished run"):
     run_dir.check_resumable(path, flags)
-
-
-def test_config_json_round_trip_keeps_tuples():
-  config = training.TrainConfig(lr_schedule="step", lr_decay_epochs=(5, 8),
-                                fc_units=(64,))
-  values = json.loads(json.dumps(training.dataclasses.asdict(config)))
-  assert training.config_from_json(values) == config
-
-
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags",
-    "*.flags"))), ids=os.path.basename)
-def test_every_flagfile_gives_a_valid_config(path):
-  from dhe_tf import train as cli  # pylint: disable=g-import-not-at-top
-  cli.FLAGS(["dhe_tf.train", f"--flagfile={path}"])
-  try:
-    config = cli.config_from_flags()
-  finally:
-    cli.FLAGS.unparse_flags()
-  config = training.resolve(config)
-  training.validate(config)
-  if config.weights == "imagenet":  # The paper's settings fine-tune.
-    assert config.backbone_lr_multiplier < 1 and config.weight_decay > 0

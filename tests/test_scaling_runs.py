@@ -1,4 +1,4 @@
-"""Real runs of issue 7 on a CPU: resume after a kill, NaN stop, two-worker
+"""Real runs of README "Scaling up" on a CPU: resume after a kill, NaN stop, two-worker
 MultiWorkerMirroredStrategy on 127.0.0.1, and tools/gpu_check.sh --quick."""
 
 import contextlib
@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import training
+from dhe_tf import config as config_lib
+from dhe_tf import trainer
+from dhe_tf import callbacks
+from dhe_tf import errors
 from dhe_tf.errors import TrainingDivergedError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +77,7 @@ def test_killed_run_resumes_from_its_last_epoch_with_continuing_curves(
   model_dir = str(tmp_path / "run")
   interrupt = _InterruptAfter(2)
   with pytest.raises(_Interrupted):
-    training.train(training.TrainConfig(**_TINY), model_dir, verbose=0,
+    trainer.train(config_lib.TrainConfig(**_TINY), model_dir, verbose=0,
                    callbacks=[interrupt])
   with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
     assert json.load(f)["epoch"] == 2
@@ -86,7 +89,7 @@ def test_killed_run_resumes_from_its_last_epoch_with_continuing_curves(
 
   seen = _InterruptAfter(0)  # Records the epochs of the rerun.
   with absl_logs() as logged:
-    training.train(training.TrainConfig(**_TINY), model_dir, verbose=0,
+    trainer.train(config_lib.TrainConfig(**_TINY), model_dir, verbose=0,
                    callbacks=[seen])
   assert "Resuming the unfinished run" in logged.getvalue()
   assert len(seen.losses) == 1  # Only the missing third epoch.
@@ -114,11 +117,11 @@ class _PoisonAfterFirstEpoch(keras.callbacks.Callback):
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path):
   model_dir = str(tmp_path / "run")
-  config = training.TrainConfig(**dict(_TINY, validation_fraction=0))
+  config = config_lib.TrainConfig(**dict(_TINY, validation_fraction=0))
   with pytest.raises(TrainingDivergedError, match=re.escape(
       "loss is nan at epoch 2, batch 1: training stopped; the weights after "
       "epoch 1 are kept in")):
-    training.train(config, model_dir, verbose=0,
+    trainer.train(config, model_dir, verbose=0,
                    callbacks=[_PoisonAfterFirstEpoch()])
   assert not os.path.exists(os.path.join(model_dir, "model.keras"))
   with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
@@ -130,37 +133,34 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path):
   assert arrays and all(np.all(np.isfinite(a)) for a in arrays)
 
 
-def test_cli_reports_divergence_in_one_line_with_status_2(monkeypatch,
-                                                           capsys):
-  from dhe_tf import train as cli  # pylint: disable=g-import-not-at-top
-  def diverge(config, model_dir):
-    raise TrainingDivergedError("loss is nan at epoch 2, batch 1: stopped")
-  monkeypatch.setattr(cli.training, "train", diverge)
-  cli.FLAGS(["dhe_tf.train", "--model_dir=unused"])
-  try:
-    with pytest.raises(SystemExit) as exit_info:
-      cli.main(["dhe_tf.train"])
-  finally:
-    cli.FLAGS.unparse_flags()
+def test_divergence_is_reported_in_one_line_with_status_2(capsys):
+  # What every command does with a user error (here the one train raises).
+  with pytest.raises(SystemExit) as exit_info:
+    with errors.reported_in_one_line("dhe_tf.train"):
+      raise TrainingDivergedError("loss is nan at epoch 2, batch 1: stopped")
   assert exit_info.value.code == 2
-  assert capsys.readouterr().err.strip() == (
-      "dhe_tf.train: error: loss is nan at epoch 2, batch 1: stopped")
+  assert capsys.readouterr().err == (
+      "dhe_tf.train: error: loss is nan at epoch 2, batch 1: stopped\n")
+  with pytest.raises(ZeroDivisionError):  # A bug keeps its traceback.
+    with errors.reported_in_one_line("dhe_tf.train"):
+      1 / 0  # pylint: disable=pointless-statement
 
 
 _WORKER = """
 import sys
 import keras
 import numpy as np
-from dhe_tf import training
+from dhe_tf import config as config_lib
+from dhe_tf import trainer
 
 class SaveWeights(keras.callbacks.Callback):
   def on_train_end(self, logs=None):
     np.savez(sys.argv[2], *[v.numpy() for v in self.model.trainable_variables])
 
-config = training.TrainConfig(protocol="tiny", epochs=1, batch_size=50,
+config = config_lib.TrainConfig(protocol="tiny", epochs=1, batch_size=50,
                               bits=12, validation_fraction=0,
                               strategy="multi_worker")
-training.train(config, sys.argv[1], verbose=0, callbacks=[SaveWeights()])
+trainer.train(config, sys.argv[1], verbose=0, callbacks=[SaveWeights()])
 """
 
 

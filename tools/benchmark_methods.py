@@ -2,7 +2,7 @@ r"""DHE against the baseline hashing methods, side by side on equal terms.
 
 Every method trains the same model (small CNN from scratch by default) on the
 same data, split, epochs, batch size and optimiser, and is evaluated by the
-same code (dhe_tf.training.train); only the loss on the hash layer differs.
+same code (dhe_tf.trainer.train); only the loss on the hash layer differs.
 Each method's settings come from its flagfile `FLAGS_DIR/<dataset>_<method>
 .flags`, which `--tune` writes.
 
@@ -11,7 +11,7 @@ Each method's settings come from its flagfile `FLAGS_DIR/<dataset>_<method>
     python tools/benchmark_methods.py
     # Smoke check, ≤ 10 minutes on 2 cores (2 epochs, one seed):
     python tools/benchmark_methods.py --quick
-    # Fair tuning: the same 4-setting budget per method, chosen by validation
+    # Fair tuning: the same budget of settings per method, chosen by validation
     # mAP (the queries are never scored), written to the flagfiles:
     python tools/benchmark_methods.py --tune
     # All 70,000 Fashion-MNIST images (69,000 database):
@@ -31,7 +31,6 @@ import shutil
 import statistics
 import sys
 import time
-import typing
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -39,8 +38,9 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import keras
 
+from dhe_tf import config as config_lib
 from dhe_tf import methods
-from dhe_tf import training
+from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -56,7 +56,7 @@ flags.DEFINE_string("jit_compile", "", "auto|true|false for every run; "
                     "empty = the flagfiles' (true: XLA, also on CPU).")
 flags.DEFINE_bool("quick", False, "Smoke check: 2 epochs, the first seed.")
 flags.DEFINE_bool("tune", False, "Choose each method's settings from "
-                  "TUNING_GRID by mean validation mAP over --tune_bits at "
+                  "each method's registry tuning_grid (dhe_tf.methods) by mean validation mAP over --tune_bits at "
                   "seed 0, and write them to the flagfiles.")
 flags.DEFINE_list("tune_bits", ["12"], "Code lengths of the tuning runs "
                   "(mean validation mAP over them decides); 12: the shortest "
@@ -71,76 +71,23 @@ SHARED = dict(backbone="small_cnn", epochs=6, batch_size=128,
               learning_rate=1e-3, jit_compile="true", validation_fraction=0.1,
               validation_every=3)
 
-# The search budget: 4 settings per method, of its own loss's
-# hyper-parameters around the values of its paper / code. DLBHC's loss has
-# none, so its 4 settings are learning rates (the others use 1e-3).
-TUNING_GRID = {
-    "dhe": [dict(margin=m, quantization_weight=q)
-            for m in (0.5, 0.6) for q in (0.0, 0.1)],
-    "dlbhc": [dict(learning_rate=lr) for lr in (3e-4, 1e-3, 2e-3, 3e-3)],
-    "dpsh": [dict(method_params=(f"quantization_weight={q}",))
-             for q in (0.01, 0.03, 0.1, 0.3)],
-    "dsh": [dict(method_params=(f"margin={m}", f"regularizer_weight={a}"))
-            for m in (1.0, 2.0) for a in (0.01, 0.1)],
-    "hashnet": [dict(method_params=(f"scale={s}", f"gamma={g}"))
-                for s, g in ((5, 0.005), (10, 0.005), (20, 0.005),
-                             (10, 0.05))],
-    "csq": [dict(method_params=(f"quantization_weight={q}",))
-            for q in (1e-4, 1e-3, 1e-2, 1e-1)],
-}
-
-# Fields a flagfile records: the method's settings and the shared ones.
-_RECORDED = ("method", "method_params", "margin", "similar_weight",
-             "dissimilar_weight", "quantization_weight") + tuple(SHARED)
+# Fields a method's flagfile records: its own settings and the shared ones.
+_RECORDED = ("method", "method_params", "learning_rate") + tuple(
+    name for name in SHARED if name != "learning_rate")
 
 
 def flagfile_path(flags_dir, dataset, method):
   return os.path.join(flags_dir, f"{dataset}_{method}.flags")
 
 
-def _field_type(field):
-  # The Python type of a TrainConfig field, through `X | None`.
-  if isinstance(field.type, type):
-    return field.type
-  return next(t for t in typing.get_args(field.type) if t is not type(None))
-
-
-def read_flagfile(path):
-  """TrainConfig overrides {field: value} from a dhe_tf.train flagfile.
-
-  Reads `--name=value` lines (and `#` comments) of fields of TrainConfig.
-  """
-  fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
-  values = {}
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      line = line.split("#", 1)[0].strip()
-      if not line:
-        continue
-      name, sep, text = line.lstrip("-").partition("=")
-      if not line.startswith("--") or not sep or name not in fields:
-        raise ConfigError(f"{path}:{number}: expected --FIELD=VALUE with a "
-                          f"TrainConfig field. Received: {line!r}")
-      kind = _field_type(fields[name])
-      values[name] = (tuple(v for v in text.split(",") if v)
-                      if kind is tuple else kind(text))
-  return values
-
-
 def write_flagfile(path, config, comment):
-  """Writes `config`'s method settings and shared settings as a flagfile."""
-  lines = [f"# {line}" for line in comment.splitlines()]
-  for name in _RECORDED:
-    value = getattr(config, name)
-    if name in ("margin", "similar_weight", "dissimilar_weight",
-                "quantization_weight") and config.method != "dhe":
-      continue  # DHE's own flags; a baseline's are in method_params.
-    if isinstance(value, tuple):
-      if not value:
-        continue
-      value = ",".join(value)
-    lines.append(f"--{name}={value}")
-  lines += [f"--dataset={config.dataset}", f"--protocol={config.protocol}"]
+  """Writes `config`'s method settings and shared settings as a flagfile,
+  under a header that gives the command that runs it and `comment`."""
+  name = os.path.relpath(path) if not os.path.isabs(path) else path
+  lines = [f"# python -m dhe_tf.train --flagfile={name} --bits=12 --seed=0"]
+  lines += [f"# {line}" for line in comment.splitlines()]
+  lines += config_lib.flagfile_lines(
+      config, _RECORDED + ("dataset", "protocol"))
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
@@ -152,7 +99,7 @@ def base_config(method, *, use_flagfile=True):
   values = dict(SHARED, method=method)
   path = flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method)
   if use_flagfile and os.path.exists(path):
-    values.update(read_flagfile(path))
+    values.update(config_lib.read_flagfile(path))
   values.update(dataset=FLAGS.dataset, protocol=FLAGS.protocol,
                 data_dir=FLAGS.data_dir, method=method)
   if FLAGS.quick:
@@ -163,14 +110,23 @@ def base_config(method, *, use_flagfile=True):
     values["jit_compile"] = FLAGS.jit_compile
   values["validation_every"] = min(values["validation_every"],
                                    values["epochs"])
-  return training.TrainConfig(**values)
+  return config_lib.TrainConfig(**values)
+
+
+def with_setting(config, setting):
+  """`config` with one setting of a method's tuning grid applied."""
+  setting = dict(setting)
+  params = setting.pop("method_params", None)
+  if params is not None:
+    setting["method_params"] = methods.format_params(params)
+  return dataclasses.replace(config, **setting)
 
 
 def run_one(config, directory):
   """Trains and evaluates one configuration; returns its metrics dict."""
   keras.backend.clear_session()
   start = time.perf_counter()
-  results = training.train(config, directory, verbose=0)
+  results = trainer.train(config, directory, verbose=0)
   results["wall_seconds"] = round(time.perf_counter() - start, 1)
   return results
 
@@ -186,11 +142,7 @@ def _row(config, results):
 
 def describe(config):
   """The settings that set a method apart, as one short string."""
-  if config.method == "dhe":
-    return (f"margin={config.margin} quantization_weight="
-            f"{config.quantization_weight} similar_weight="
-            f"{config.similar_weight}")
-  if config.method == "dlbhc":
+  if not methods.hyper_parameters(config.method):
     return f"learning_rate={config.learning_rate}"
   return " ".join(config.method_params) or "defaults"
 
@@ -311,9 +263,11 @@ def benchmark(out_dir, bits_list, seeds):
 def tune(out_dir, bits_list):
   rows, best = [], {}
   for method in FLAGS.methods:
-    for trial, overrides in enumerate(TUNING_GRID[method]):
-      config = dataclasses.replace(base_config(method, use_flagfile=False),
-                                   seed=0, evaluate_test=False, **overrides)
+    grid = methods.METHODS[method].tuning_grid
+    for trial, setting in enumerate(grid):
+      config = dataclasses.replace(
+          with_setting(base_config(method, use_flagfile=False), setting),
+          seed=0, evaluate_test=False)
       row = dict(method=method, trial=trial, settings=describe(config))
       for bits in bits_list:
         name = f"{method}_trial{trial}_{bits}bits"
@@ -342,10 +296,11 @@ def tune(out_dir, bits_list):
   for method, (score, config, _) in best.items():
     write_flagfile(
         flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method), config,
-        f"{method} on {FLAGS.dataset} {FLAGS.protocol}: chosen by "
-        f"tools/benchmark_methods.py --tune\n(mean validation mAP {score:.4f} "
-        f"over {','.join(map(str, bits_list))} bits, seed 0, out of "
-        f"{len(TUNING_GRID[method])} settings). Add --bits and --seed.")
+        f"{method} on {FLAGS.dataset} {FLAGS.protocol}, chosen by "
+        f"tools/benchmark_methods.py --tune: mean validation mAP {score:.4f}"
+        f"\nover {','.join(map(str, bits_list))} bits, seed 0, best of "
+        f"{len(methods.METHODS[method].tuning_grid)} settings (README, 'The "
+        "benchmark'). Runtime: ~1 min on 2\nCPU cores.")
 
 
 def _integers(name, values):

@@ -1,15 +1,17 @@
-r"""Benchmarks Hamming top-k search: FAISS, Milvus and a NumPy scan.
+r"""Benchmarks Hamming top-k search: every dhe_tf.index backend, a NumPy scan.
 
     python tools/benchmark_search.py --num_codes=1000000 --bits=32,48 \
         --queries=1000 --k=100 --backends=faiss,milvus,numpy \
         --model_dirs=runs/b32,runs/b48 \
         --data_dir=/usr/share/datasets/fashion-mnist
 
-Prints a Markdown table: for each kind of codes, code length and backend,
-the index build time and size on disk (the whole dhe_tf.index directory,
-codes.npz included), queries per second for one batch of --queries queries
-(the best of --repeats runs), the ratio to FAISS IndexBinaryFlat, and
-whether the top-k ids and distances equal those of the NumPy scan.
+--backends takes any of dhe_tf.index.BACKENDS (faiss, milvus...) and
+"numpy". Prints a Markdown table: for each kind of codes, code length and
+backend, the index build time and size on disk (the whole dhe_tf.index
+directory, codes.npz included), queries per second for one batch of
+--queries queries (the best of --repeats runs), the ratio to FAISS
+IndexBinaryFlat, and whether the top-k ids and distances equal those of the
+NumPy scan.
 
 Codes:
 - random: uniform random bits, queries drawn the same way.
@@ -22,8 +24,8 @@ Codes:
 "numpy" is dhe_tf.metrics.retrieve: XOR + np.bitwise_count over packed
 words, chunked over queries in threads, with a partial sort (tie-stable).
 Milvus is embedded Milvus Lite (a local file), whose inserts are slow:
---milvus_max_codes caps the number of codes it indexes (the row says how
-many). About 18 minutes on 2 shared CPU cores for the command above, most
+--max_codes=milvus=100000 caps the number of codes it indexes (the row says
+how many). About 18 minutes on 2 shared CPU cores for the command above, most
 of it Milvus Lite inserting 1,000,000 rows 4 times.
 """
 
@@ -39,23 +41,29 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import numpy as np
 
+from dhe_tf import codes as codes_lib
 from dhe_tf import index as index_lib
 from dhe_tf import metrics
+
+_NUMPY = "numpy"  # The reference scan, not an index backend.
+_AVAILABLE = (*index_lib.BACKENDS, _NUMPY)
 
 flags.DEFINE_integer("num_codes", 1_000_000, "Codes in the index.")
 flags.DEFINE_list("bits", ["32", "48"], "Code lengths of the random codes.")
 flags.DEFINE_integer("queries", 1000, "Queries per batch.")
 flags.DEFINE_integer("k", 100, "Neighbours per query.")
-flags.DEFINE_list("backends", ["faiss", "milvus", "numpy"],
-                  "faiss, milvus and/or numpy.")
+flags.DEFINE_list("backends", list(_AVAILABLE),
+                  f"Any of {', '.join(_AVAILABLE)}.")
 flags.DEFINE_list("model_dirs", [],
                   "Runs of dhe_tf.train whose codes to benchmark too.")
 flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
                     "IDX image files the trained models encode.")
 flags.DEFINE_float("flip", 0.05,
                    "Bit-flip probability of the copies of trained codes.")
-flags.DEFINE_integer("milvus_max_codes", 0,
-                     "Index at most this many codes in Milvus; 0 = all.")
+flags.DEFINE_list("max_codes", [],
+                  "BACKEND=N pairs: index at most N codes in that backend "
+                  "(e.g. milvus=100000: Milvus Lite inserts slowly); others "
+                  "index all.")
 flags.DEFINE_integer("repeats", 2, "Timed runs of each search; the best.")
 flags.DEFINE_integer("seed", 0, "Seed of random codes, flips and queries.")
 
@@ -75,7 +83,7 @@ def trained_codes(rng, model_dir, data_dir, num_codes, num_queries, flip):
   model = model_lib.load_model(os.path.join(model_dir, "model.keras"))
   encoder = model_lib.encoder(model)
   codes = np.concatenate([
-      model_lib.binarize(encoder(images[i:i + 1000].astype(np.float32),
+      codes_lib.binarize(encoder(images[i:i + 1000].astype(np.float32),
                                  training=False))
       for i in range(0, len(images), 1000)])
   base = codes[rng.integers(0, len(codes), num_codes - len(codes))]
@@ -102,10 +110,10 @@ def _size_mb(path):
 
 def bench_backend(backend, database, queries, bits, k, work_dir, repeats):
   """(build s, MB on disk, queries/s, (ids, distances)) of one backend."""
-  packed = metrics.pack_codes(database)
-  queries_packed = metrics.pack_codes(queries)
+  packed = codes_lib.pack(database)
+  queries_packed = codes_lib.pack(queries)
   path = os.path.join(work_dir, f"{backend}_{bits}")
-  if backend == "numpy":
+  if backend == _NUMPY:
     start = time.perf_counter()
     np.save(path + ".npy", packed)
     build = time.perf_counter() - start
@@ -127,20 +135,18 @@ def bench_backend(backend, database, queries, bits, k, work_dir, repeats):
 
 
 def bench(kind, database, queries, bits, backends, k, work_dir, repeats,
-          milvus_max_codes):
-  """Table rows for one set of codes."""
+          max_codes):
+  """Table rows for one set of codes; max_codes: {backend: N}."""
   rows, timings, reference = [], {}, None
   # The NumPy scan first: its result is the reference.
-  for backend in sorted(backends, key=lambda name: name != "numpy"):
-    if reference is None and backend != "numpy":
+  for backend in sorted(backends, key=lambda name: name != _NUMPY):
+    if reference is None and backend != _NUMPY:
       reference = metrics.retrieve(queries, database, k)
-    subset = database
-    if backend == "milvus" and milvus_max_codes:
-      subset = database[:milvus_max_codes]
+    subset = database[:max_codes.get(backend) or len(database)]
     build, size, qps, (ids, distances) = bench_backend(
         backend, subset, queries, bits, k, work_dir, repeats)
     timings[backend] = qps
-    if backend == "numpy":
+    if backend == _NUMPY:
       reference = (ids, distances)
     if len(subset) == len(database):
       same = (np.array_equal(ids, reference[0]) and
@@ -171,14 +177,30 @@ def table(rows):
   return "\n".join(lines)
 
 
+def _fail(message):
+  print(f"benchmark_search: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _max_codes(pairs, backends):
+  """{backend: N} from --max_codes's BACKEND=N pairs."""
+  caps = {}
+  for pair in pairs:
+    backend, _, number = pair.partition("=")
+    if backend not in backends or not number.isdigit():
+      _fail(f"--max_codes takes BACKEND=N, BACKEND one of --backends "
+            f"({', '.join(backends)}). Received: {pair}")
+    caps[backend] = int(number)
+  return caps
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  unknown = set(FLAGS.backends) - {"faiss", "milvus", "numpy"}
+  unknown = sorted(set(FLAGS.backends) - set(_AVAILABLE))
   if unknown:
-    print(f"benchmark_search: error: Unknown backends {sorted(unknown)}. "
-          "Available: faiss, milvus, numpy", file=sys.stderr)
-    sys.exit(2)
+    _fail(f"Unknown backends {unknown}. Available: {', '.join(_AVAILABLE)}")
+  max_codes = _max_codes(FLAGS.max_codes, FLAGS.backends)
   rng = np.random.default_rng(FLAGS.seed)
   started = time.perf_counter()
   rows = []
@@ -187,7 +209,7 @@ def main(argv):
       database, queries = random_codes(rng, FLAGS.num_codes, FLAGS.queries,
                                        bits)
       rows += bench("random", database, queries, bits, FLAGS.backends,
-                    FLAGS.k, work_dir, FLAGS.repeats, FLAGS.milvus_max_codes)
+                    FLAGS.k, work_dir, FLAGS.repeats, max_codes)
     for model_dir in FLAGS.model_dirs:
       database, queries, num_images = trained_codes(
           rng, model_dir, FLAGS.data_dir, FLAGS.num_codes, FLAGS.queries,
@@ -195,7 +217,7 @@ def main(argv):
       kind = f"trained ({os.path.basename(model_dir.rstrip('/'))})"
       rows += bench(kind, database, queries, database.shape[1],
                     FLAGS.backends, FLAGS.k, work_dir, FLAGS.repeats,
-                    FLAGS.milvus_max_codes)
+                    max_codes)
       print(f"{kind}: {num_images:,} images encoded, grown to "
             f"{len(database):,} codes by copies with bit-flip probability "
             f"{FLAGS.flip}", file=sys.stderr)

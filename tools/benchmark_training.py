@@ -34,9 +34,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dhe_tf import config as config_lib
+from dhe_tf import hardware
 from dhe_tf import model as model_lib
-from dhe_tf import scaling
-from dhe_tf import training
+from dhe_tf import objective
 
 _BACKBONE = flags.DEFINE_string(
     "backbone", "small_cnn", "small_cnn, vgg16, resnet50, or auto: resnet50 "
@@ -72,16 +73,16 @@ def measure(backbone, side, *, batch_size, bits, xla, policy, steps,
   """Images per second of the training step of one variant."""
   keras.backend.clear_session()
   gc.collect()
-  config = training.TrainConfig(backbone=backbone, bits=bits,
+  config = config_lib.TrainConfig(backbone=backbone, bits=bits,
                                 batch_size=batch_size, image_size=side,
                                 learning_rate=1e-4)
-  with scaling.dtype_policy(policy):
+  with hardware.dtype_policy(policy):
     model = model_lib.build_model(backbone=backbone, bits=bits,
                                   num_classes=10,
                                   image_shape=(side, side, 3),
                                   image_size=side if backbone != "small_cnn"
                                   else None)
-    training.compile_model(model, config, multi_label=False, jit_compile=xla)
+    objective.compile_model(model, config, multi_label=False, jit_compile=xla)
   data = synthetic_batches(batch_size, side)
   model.fit(data, epochs=1, steps_per_epoch=warmup_steps, shuffle=False,
             verbose=0)
@@ -97,7 +98,7 @@ def measure(backbone, side, *, batch_size, bits, xla, policy, steps,
 def _device():
   names = [tf.config.experimental.get_device_details(gpu).get("device_name",
                                                               "GPU")
-           for gpu in scaling.gpus()]
+           for gpu in hardware.gpus()]
   return ", ".join(names) if names else f"CPU ({os.cpu_count()} cores)"
 
 
@@ -106,10 +107,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   backbone, side = _BACKBONE.value, _IMAGE_SIZE.value
   if backbone == "auto":
-    backbone, side = ("resnet50", 224) if scaling.gpus() else ("small_cnn", 32)
+    backbone, side = ("resnet50", 224) if hardware.gpus() else ("small_cnn", 32)
   policies = ["float32"]
   if _MIXED_PRECISION.value != "none":
-    policy, reason = scaling.resolve_mixed_precision(_MIXED_PRECISION.value)
+    policy, reason = hardware.resolve_mixed_precision(_MIXED_PRECISION.value)
     print(f"Mixed precision: {policy} ({reason})")
     if policy != "float32":
       policies.append(policy)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 7 in one command (needs TensorFlow with CUDA):
+# The GPU check of README 'Scaling up' in one command (needs TensorFlow with CUDA):
 #
 #   tools/gpu_check.sh            # ~3 min: 2 min of timed steps + compiles
 #   tools/gpu_check.sh --quick    # ~30 s: 3 timed steps each (what CI runs on CPU)

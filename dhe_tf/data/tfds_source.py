@@ -1,15 +1,15 @@
 """Loads a tensorflow-datasets image classification set into memory.
 
-Offline, a tfds download retries for minutes before it gives up. Users need an
-answer in seconds, so before downloading we check that the download host is
-reachable, and fail with one line naming what to pass instead.
+Offline, a tfds download retries for minutes before it gives up; before
+downloading we check that the download host is reachable (dhe_tf.downloads)
+and fail with one line naming what to pass instead.
 """
 
 import logging
-import socket
 
 import numpy as np
 
+from dhe_tf import downloads
 from dhe_tf.errors import DataUnavailableError
 
 # Where tfds downloads each dataset from (the host of its download URL).
@@ -18,15 +18,6 @@ DOWNLOAD_HOSTS = {
     "mnist": "storage.googleapis.com",
     "fashion_mnist": "storage.googleapis.com",
 }
-
-
-def host_reachable(host, *, port=443, timeout=5.0):
-  """Whether a TCP connection to `host:port` opens within `timeout` seconds."""
-  try:
-    socket.create_connection((host, port), timeout=timeout).close()
-  except OSError:
-    return False
-  return True
 
 
 def _prepared_builder(name, data_dir):
@@ -77,7 +68,7 @@ def load_all(name, *, data_dir=None):
   builder, prepared = _prepared_builder(name, data_dir)
   if not prepared:
     host = DOWNLOAD_HOSTS[name]
-    if not host_reachable(host):
+    if not downloads.host_reachable(host):
       raise DataUnavailableError(
           f"{name} is not prepared in {builder.data_dir} and {host} cannot be "
           f"reached to download it: run `tfds build {name} --data_dir=DIR` on "

@@ -1,41 +1,26 @@
 """Retrieval evaluation of a trained model: encode, rank, score, picture.
 
-Queries and database are encoded with the hash layer (bit = activation ≥ 0.5)
-and the database is ranked by Hamming distance to each query, ties broken by
-database index (see dhe_tf.metrics for every convention). `evaluate_run` is
-what both `dhe_tf.train` (at the end of training) and `dhe_tf.evaluate` call.
+Queries and database are encoded with the hash layer (dhe_tf.inference, bit =
+activation ≥ 0.5) and the database is ranked by Hamming distance to each
+query, ties broken by database index (see dhe_tf.metrics for every
+convention). `evaluate_run` is what `dhe_tf.train` calls at the end of
+training; `evaluate_run_dir` is `python -m dhe_tf.evaluate`.
 """
 
+import dataclasses
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from dhe_tf import inference
 from dhe_tf import metrics
-from dhe_tf import model as model_lib
 from dhe_tf import plots
 from dhe_tf import run_dir
-from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
 
 PRECISION_AT = (100, 500, 1000)
 RADIUS = 2
-
-
-def encode(model, dataset, *, batch_size):
-  """Encodes every image of an unbatched (image, label) dataset.
-
-  Returns:
-    (codes uint8 [N, K] of 0/1, labels float32 [N, C]), in dataset order.
-  """
-  encoder = model_lib.encoder(model)
-  codes, labels = [], []
-  for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
-                                               training=False):
-    codes.append(model_lib.binarize(encoder(images, training=False)))
-    labels.append(batch_labels.numpy())
-  return np.concatenate(codes), np.concatenate(labels)
 
 
 def retrieval_metrics(query_codes, query_labels, database_codes,
@@ -132,10 +117,10 @@ def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
     (results dict, PNG bytes of the precision–recall curve).
   """
   topk = topk or data.topk
-  query_codes, query_labels = encode(model, data.parts["query"],
-                                     batch_size=batch_size)
-  database_codes, database_labels = encode(model, data.parts["database"],
-                                           batch_size=batch_size)
+  query_codes, query_labels = inference.encode(model, data.parts["query"],
+                                               batch_size=batch_size)
+  database_codes, database_labels = inference.encode(
+      model, data.parts["database"], batch_size=batch_size)
   results, (precision, recall) = retrieval_metrics(
       query_codes, query_labels, database_codes, database_labels, topk=topk)
   results.update(bits=int(query_codes.shape[1]), dataset=data.name,
@@ -155,50 +140,22 @@ def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
   return results, curve
 
 
-class ValidationMAP(keras.callbacks.Callback):
-  """Logs mAP on a held-out validation split to TensorBoard every N epochs.
-
-  The validation queries are training images held out from fitting (never
-  the test queries); the validation database is the images fitted on. The
-  scalar is written as "epoch_mAP" under logs/validation, beside the loss
-  curves of keras.callbacks.TensorBoard.
+def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
+  """Evaluates the finished run in `model_dir` again; returns the metrics
+  it wrote (see evaluate_run).
 
   Args:
-    queries: unbatched (image, label) dataset of validation queries.
-    database: unbatched (image, label) dataset of validation database.
-    log_dir: TensorBoard directory of the validation run (RUN/logs/validation).
-    every: evaluate after every `every`-th epoch and after the last one.
-    epochs: the number of epochs of the run.
+    model_dir: a finished dhe_tf.train run.
+    data_dir: where the dataset is now, if not where training found it.
+    topk: k of mAP@k; None for the run's setting.
     batch_size: images per encoding batch.
-    topk: k of mAP@k, None for all.
   """
-
-  def __init__(self, queries, database, log_dir, *, every, epochs,
-               batch_size=256, topk=None):
-    super().__init__()
-    self.queries = queries
-    self.database = database
-    self.every = every
-    self.epochs = epochs
-    self.batch_size = batch_size
-    self.topk = topk
-    self.writer = tf.summary.create_file_writer(log_dir)
-    self.history = {}
-
-  def on_epoch_end(self, epoch, logs=None):
-    done = epoch + 1
-    if done % self.every and done != self.epochs:
-      return
-    query_codes, query_labels = encode(self.model, self.queries,
-                                       batch_size=self.batch_size)
-    database_codes, database_labels = encode(self.model, self.database,
-                                             batch_size=self.batch_size)
-    value = float(metrics.mean_average_precision(
-        query_codes, query_labels, database_codes, database_labels,
-        topk=self.topk))
-    self.history[done] = value
-    with self.writer.as_default():
-      tf.summary.scalar("epoch_mAP", value, step=epoch)
-    self.writer.flush()
-    if logs is not None:
-      logs["val_mAP"] = value
+  run = run_dir.load_run(model_dir)
+  config = run.config
+  if data_dir:
+    config = dataclasses.replace(config, data_dir=data_dir)
+  data = run_dir.load_data(config)
+  check_split(data, os.path.join(model_dir, "split.npz"))
+  results, _ = evaluate_run(run.model, data, model_dir, batch_size=batch_size,
+                            topk=topk or config.topk)
+  return results

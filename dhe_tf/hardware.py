@@ -18,6 +18,8 @@ from dhe_tf.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 JIT_CHOICES = ("auto", "true", "false")
+# What Model.compile(jit_compile=...) takes for each choice.
+JIT_VALUES = {"auto": "auto", "true": True, "false": False}
 MIXED_PRECISION_CHOICES = ("none", "auto", "mixed_float16", "mixed_bfloat16")
 
 

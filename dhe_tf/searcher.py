@@ -1,7 +1,7 @@
 """Search by image: a run's binary codes in an index, queried by Hamming distance.
 
 `build_index` encodes a dataset part of a run, or image files, with the
-run's model (as the exported SavedModel encodes them, dhe_tf.serving) and
+run's model (as the exported SavedModel encodes them, dhe_tf.inference) and
 stores the codes in a dhe_tf.index backend; `query_index` finds the nearest
 codes to images or to given codes. `python -m dhe_tf.search` is their
 command line.
@@ -11,24 +11,25 @@ import os
 
 import numpy as np
 
+from dhe_tf import codes as codes_lib
+from dhe_tf import evaluator
 from dhe_tf import index as index_lib
-from dhe_tf import metrics
+from dhe_tf import inference
+from dhe_tf import run_dir
 from dhe_tf.errors import ConfigError
 
 
-def _encode_part(model, config, model_dir, part, batch_size):
+def _encode_part(run, part, batch_size):
   """(codes [N, K], sources str [N], labels [N, C], class names) of a part."""
-  from dhe_tf import evaluation  # pylint: disable=g-import-not-at-top
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
-  data = training.load_data(config)
+  data = run_dir.load_data(run.config)
   if part not in data.parts:
     raise ConfigError(f"Unknown part {part!r}. "
                       f"Available: {', '.join(sorted(data.parts))}")
-  path = os.path.join(model_dir, "split.npz")
+  path = os.path.join(run.path, "split.npz")
   if os.path.isfile(path):
-    evaluation.check_split(data, path, parts=(part,))
-  codes, labels = evaluation.encode(model, data.parts[part],
-                                    batch_size=batch_size)
+    evaluator.check_split(data, path, parts=(part,))
+  codes, labels = inference.encode(run.model, data.parts[part],
+                                   batch_size=batch_size)
   where = np.asarray(data.split[part])
   sources = (where.astype(str) if where.dtype.kind in "US" else
              np.char.add(f"{data.name}[", np.char.add(where.astype(str), "]")))
@@ -51,22 +52,19 @@ def build_index(model_dir, index_path, *, images=(), part="database",
   Returns:
     The index manifest.
   """
-  from dhe_tf import serving  # pylint: disable=g-import-not-at-top
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
   index_lib.check_backend(backend)
-  model, config = training.load_run(model_dir)
+  run = run_dir.load_run(model_dir)
   if images:
-    paths = serving.image_paths(images)
-    codes = serving.encode_files(model, paths,
-                                 center_crop=serving.center_crops(config),
-                                 batch_size=batch_size)
+    paths = inference.image_paths(images)
+    codes = inference.encode_files(run.model, paths,
+                                   center_crop=run.center_crop,
+                                   batch_size=batch_size)
     sources, labels, class_names = paths, None, ()
   else:
-    codes, sources, labels, class_names = _encode_part(
-        model, config, model_dir, part, batch_size)
-  return index_lib.build(index_path, metrics.pack_codes(codes),
+    codes, sources, labels, class_names = _encode_part(run, part, batch_size)
+  return index_lib.build(index_path, codes_lib.pack(codes),
                          bits=int(codes.shape[1]),
-                         fingerprint=serving.model_fingerprint(model),
+                         fingerprint=inference.model_fingerprint(run.model),
                          sources=sources, labels=labels,
                          class_names=class_names, backend=backend,
                          settings=settings)
@@ -78,24 +76,21 @@ def _query_codes(index, *, model_dir, images, codes, batch_size):
     raise ConfigError("Give the queries as --images or as --codes (one of "
                       "them).")
   if codes:
-    return list(codes), index_lib.codes_from_strings(codes, index.bits)
+    return list(codes), codes_lib.from_strings(codes, index.bits)
   if not model_dir:
     raise ConfigError("--images needs --model_dir: the run whose model "
                       "built the index.")
-  from dhe_tf import serving  # pylint: disable=g-import-not-at-top
-  from dhe_tf import training  # pylint: disable=g-import-not-at-top
-  model, config = training.load_run(model_dir)
-  bits = int(model.get_layer("hash").output.shape[-1])
-  if bits != index.bits:
-    raise ConfigError(f"The model of {model_dir} makes {bits}-bit codes; the "
-                      f"index at {index.path} holds {index.bits}-bit codes.")
-  index.check_fingerprint(serving.model_fingerprint(model),
+  run = run_dir.load_run(model_dir)
+  if run.bits != index.bits:
+    raise ConfigError(f"The model of {model_dir} makes {run.bits}-bit codes; "
+                      f"the index at {index.path} holds {index.bits}-bit "
+                      "codes.")
+  index.check_fingerprint(inference.model_fingerprint(run.model),
                           f"the model of {model_dir}")
-  paths = serving.image_paths(images)
-  bits = serving.encode_files(model, paths,
-                              center_crop=serving.center_crops(config),
-                              batch_size=batch_size)
-  return paths, metrics.pack_codes(bits)
+  paths = inference.image_paths(images)
+  codes = inference.encode_files(run.model, paths, center_crop=run.center_crop,
+                                 batch_size=batch_size)
+  return paths, codes_lib.pack(codes)
 
 
 def _neighbor(index, rank, item, distance):

@@ -1,0 +1,288 @@
+"""Indexes of binary codes: nearest codes in Hamming space, FAISS or Milvus.
+
+An index is a directory, built under a temporary name next to its final
+path and renamed into place, so a failed build never leaves a partial index
+(and never touches the index already there):
+
+    INDEX/index.json   format, bits, count, backend and its settings, the
+                       fingerprint of the model that made the codes,
+                       class names
+    INDEX/codes.npz    packed uint8 [N, ceil(K / 8)], sources UTF-8 [N]
+                       (the image path, or "<dataset>[<i>]" for in-memory
+                       data; [0] when none), labels uint8 [N, C] (C = 0
+                       without labels)
+    INDEX/...          what the backend writes: faiss.index
+                       (faiss_backend), milvus.db (milvus_backend)
+
+Ids are row numbers 0..N-1, in the order the codes were given. Results are
+ordered by (Hamming distance, id): ties are broken by id, as the evaluation
+breaks them by database index (dhe_tf.metrics). Which codes tied at the k-th
+distance a backend keeps is told in its module.
+
+Codes of any K bits are packed as dhe_tf.codes.pack packs them
+(np.packbits): K bits become ceil(K / 8) bytes, the last padded with zero
+bits. Every backend needs whole bytes; the padding is the same for every
+code, query and database alike, so it never adds to a distance.
+
+Backends, registered in BACKENDS, each one class behind the written
+interface of dhe_tf.index.backend.Backend (its settings become the flags
+--<backend>_<setting> of dhe_tf.search):
+- "faiss" (default, in process): exact k-NN with IndexBinaryFlat, exact
+  radius search with IndexBinaryMultiHash (faiss_backend).
+- "milvus": Milvus Lite or a Milvus server, BIN_FLAT (exact) or
+  BIN_IVF_FLAT, at most 16,384 results per query (milvus_backend).
+Adding one is a module with a Backend subclass and a line in BACKENDS;
+tests/test_index_backends.py checks that it has every piece.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from dhe_tf import codes
+from dhe_tf import run_dir
+from dhe_tf.errors import ConfigError
+from dhe_tf.index.backend import Backend
+from dhe_tf.index.backend import Setting
+from dhe_tf.index.faiss_backend import FaissBackend
+from dhe_tf.index.milvus_backend import MilvusBackend
+
+FORMAT = 1
+# The registry: every search backend by name ("faiss" is the default).
+BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend}
+_MANIFEST = "index.json"
+_CODES = "codes.npz"
+
+__all__ = ["BACKENDS", "Backend", "FORMAT", "Index", "Setting", "build",
+           "check_backend", "check_k", "check_radius", "open_index"]
+
+
+def check_backend(backend):
+  """Raises ConfigError unless `backend` names a registered backend."""
+  if backend not in BACKENDS:
+    raise ConfigError(f"Unknown backend {backend!r}. "
+                      f"Available: {', '.join(BACKENDS)}")
+
+
+def check_k(k):
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    raise ConfigError(f"k must be a positive integer. Received: k={k!r}")
+
+
+def check_radius(radius):
+  if (isinstance(radius, bool) or
+      not isinstance(radius, (int, np.integer)) or radius < 0):
+    raise ConfigError(f"radius must be a non-negative integer. "
+                      f"Received: radius={radius!r}")
+
+
+def _is_index(path):
+  return os.path.isfile(os.path.join(path, _MANIFEST))
+
+
+def _install(tmp, path):
+  """Renames the built directory `tmp` to `path`, replacing an index there.
+
+  Returns the manifest of the replaced index, or None.
+  """
+  if not os.path.lexists(path):
+    os.rename(tmp, path)
+    return None
+  old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-",
+                         dir=os.path.dirname(os.path.abspath(path)))
+  os.rmdir(old)
+  os.rename(path, old)
+  os.rename(tmp, path)
+  manifest = run_dir.read_json(os.path.join(old, _MANIFEST))
+  shutil.rmtree(old, ignore_errors=True)
+  return manifest
+
+
+def _create(directory, name):
+  """run_dir.create, with an error that names the flag it came from."""
+  try:
+    return run_dir.create(directory)
+  except ConfigError as e:
+    raise ConfigError(str(e).replace(f"model_dir={directory}", name,
+                                     1)) from e
+
+
+def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
+          class_names=(), backend="faiss", settings=None):
+  """Builds the index at `path` (replacing an index there) from codes.
+
+  Args:
+    path: the index directory. An existing index there is replaced only
+      once the new one is complete; any other existing path is refused.
+    packed: uint8 [N, ceil(K/8)], codes packed as dhe_tf.codes.pack.
+    bits: K.
+    fingerprint: identifies the model that made the codes (see
+      dhe_tf.inference.model_fingerprint); queries from another model are
+      refused.
+    sources: str [N], where each code comes from (default: its id).
+    labels: 0/1 [N, C], or None.
+    class_names: names of the C label columns.
+    backend: a name in BACKENDS.
+    settings: dict of the backend's settings (its `settings` declare them;
+      a missing or None one takes its default). milvus: "uri" (default:
+      INDEX/milvus.db, Milvus Lite), "index_type", "nlist", "nprobe".
+
+  Returns:
+    The manifest written to INDEX/index.json.
+  """
+  check_backend(backend)
+  if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+    raise ConfigError(f"bits must be a positive integer. Received: "
+                      f"bits={bits!r}")
+  backend_class = BACKENDS[backend]
+  settings = backend_class.resolve_settings(settings)
+  packed = codes.check_packed(packed, bits)
+  if not len(packed):
+    raise ConfigError("An index needs at least one code. Received: 0 codes")
+  count = len(packed)
+  # UTF-8 bytes: a quarter of NumPy's 4-byte unicode; none stored when the
+  # source is the id.
+  sources = (np.zeros(0, "S1") if sources is None else
+             np.char.encode(np.asarray(sources, dtype=str), "utf-8"))
+  labels = (np.zeros((count, 0), np.uint8) if labels is None
+            else (np.asarray(labels) > 0).astype(np.uint8))
+  if len(sources) not in (0, count) or len(labels) != count:
+    raise ConfigError(f"sources and labels need one row per code. Received: "
+                      f"{count} codes, {len(sources)} sources, "
+                      f"{len(labels)} labels")
+  if labels.shape[1] != len(class_names):
+    raise ConfigError(f"labels have {labels.shape[1]} columns but "
+                      f"{len(class_names)} class names were given.")
+  if os.path.lexists(path) and not _is_index(path):
+    raise ConfigError(f"{path} exists and is not a dhe_tf index: choose "
+                      "another --index path.")
+  parent = os.path.dirname(os.path.abspath(path))
+  created = _create(parent, f"index={path}")
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-",
+                         dir=parent)
+  try:
+    np.savez(os.path.join(tmp, _CODES), packed=packed, sources=sources,
+             labels=labels)
+    recorded = backend_class.write(tmp, packed, bits, settings)
+    manifest = dict(format=FORMAT, bits=bits, count=count, backend=backend,
+                    fingerprint=fingerprint, class_names=list(class_names),
+                    settings=recorded)
+    run_dir.write_json(os.path.join(tmp, _MANIFEST), manifest)
+    os.chmod(tmp, 0o755)
+    replaced = _install(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    run_dir.remove_created(created)
+    raise
+  if replaced and replaced.get("backend") in BACKENDS:
+    BACKENDS[replaced["backend"]].drop(replaced)
+  return manifest
+
+
+@dataclasses.dataclass
+class Index:
+  """An open index. Close it (or use `with`) to release a Milvus client.
+
+  Attributes:
+    path: the index directory.
+    bits: K, the code length.
+    fingerprint: the fingerprint of the model that made the codes.
+    backend: the loaded Backend (a FaissBackend, a MilvusBackend...).
+    packed: uint8 [N, ceil(K/8)], the codes.
+    sources: UTF-8 bytes [N] (see `source`), or [0] when they are the ids.
+    labels: uint8 [N, C].
+    class_names: C names.
+  """
+  path: str
+  bits: int
+  fingerprint: str
+  backend: Backend
+  packed: np.ndarray
+  sources: np.ndarray
+  labels: np.ndarray
+  class_names: tuple
+
+  def __len__(self):
+    return len(self.packed)
+
+  def source(self, item):
+    """Where code `item` came from: an image path, "<dataset>[<i>]", or the
+    id itself when the index was built without sources."""
+    if not len(self.sources):
+      return str(item)
+    return self.sources[item].decode("utf-8")
+
+  def check_fingerprint(self, fingerprint, what):
+    """Raises ConfigError unless `what` (a model) made this index's codes."""
+    if fingerprint != self.fingerprint:
+      raise ConfigError(
+          f"The index at {self.path} was built by another model "
+          f"(fingerprint {self.fingerprint[:12]}…), not by {what} "
+          f"(fingerprint {fingerprint[:12]}…): rebuild the index with it.")
+
+  def search(self, queries, k):
+    """The k nearest codes of each query, by (distance, id).
+
+    Args:
+      queries: packed uint8 [Q, ceil(K/8)].
+      k: ≥ 1; more than the index holds returns them all.
+
+    Returns:
+      (ids int64 [Q, k'], distances int64 [Q, k']), k' = min(k, N); with
+      Milvus BIN_IVF_FLAT, places it found no code for hold -1.
+    """
+    check_k(k)
+    queries = codes.check_packed(queries, self.bits, "queries")
+    return self.backend.search(queries, min(int(k), len(self)))
+
+  def radius_search(self, queries, radius):
+    """Every code within Hamming distance `radius` (inclusive) of each query.
+
+    Returns:
+      One (ids int64 [M], distances int64 [M]) per query, by (distance, id).
+    """
+    check_radius(radius)
+    queries = codes.check_packed(queries, self.bits, "queries")
+    return self.backend.radius_search(queries, int(radius))
+
+  def close(self):
+    self.backend.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def open_index(path):
+  """Opens the index at `path`.
+
+  Raises:
+    ConfigError: no index there, or one of another format.
+  """
+  manifest_path = os.path.join(path, _MANIFEST)
+  if not os.path.isfile(manifest_path):
+    raise ConfigError(f"No index at {path}: build one with "
+                      "`python -m dhe_tf.search build`.")
+  manifest = run_dir.read_json(manifest_path)
+  if manifest.get("format") != FORMAT:
+    raise ConfigError(f"The index at {path} has format "
+                      f"{manifest.get('format')!r}; this version reads "
+                      f"format {FORMAT}: rebuild it.")
+  check_backend(manifest["backend"])
+  with np.load(os.path.join(path, _CODES), allow_pickle=False) as arrays:
+    packed, sources, labels = (arrays["packed"], arrays["sources"],
+                               arrays["labels"])
+  backend_class = BACKENDS[manifest["backend"]]
+  # Settings declared after the index was built take their defaults.
+  manifest = dict(manifest, settings={**backend_class.defaults(),
+                                      **manifest["settings"]})
+  backend = backend_class.load(path, manifest)
+  return Index(path=path, bits=manifest["bits"],
+               fingerprint=manifest["fingerprint"], backend=backend,
+               packed=packed, sources=sources, labels=labels,
+               class_names=tuple(manifest["class_names"]))
