@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from dhe_tf import downloads
 from dhe_tf.data import datasets
-from dhe_tf.data import idx
+from dhe_tf.data import idx_files
 from dhe_tf.data import splits
-from dhe_tf.data import tfds_source
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -37,7 +37,7 @@ def _write_mnist_dir(directory, train=6, test=4, compress=True):
 @pytest.mark.parametrize("compress", [True, False])
 def test_idx_directory_is_train_then_test(tmp_path, compress):
   arrays = _write_mnist_dir(tmp_path, compress=compress)
-  images, labels = idx.load_idx_directory(str(tmp_path))
+  images, labels = idx_files.load_idx_directory(str(tmp_path))
   assert images.shape == (10, 5, 4, 1) and images.dtype == np.uint8
   np.testing.assert_array_equal(images[:6, ..., 0], arrays["train"][0])
   np.testing.assert_array_equal(images[6:, ..., 0], arrays["t10k"][0])
@@ -50,7 +50,7 @@ def test_truncated_idx_file_is_named(tmp_path):
   with open(path, "wb") as f:
     f.write(_idx_bytes(np.zeros((3, 2, 2)))[:-1])
   with pytest.raises(ValueError, match="x-ubyte is truncated"):
-    idx.read_idx(path)
+    idx_files.read_idx(path)
 
 
 def test_non_idx_file_is_named(tmp_path):
@@ -58,12 +58,12 @@ def test_non_idx_file_is_named(tmp_path):
   with open(path, "wb") as f:
     f.write(b"\x89PNG....")
   with pytest.raises(ValueError, match="y-ubyte is not an IDX file"):
-    idx.read_idx(path)
+    idx_files.read_idx(path)
 
 
 def test_missing_idx_file_names_the_directory(tmp_path):
   with pytest.raises(FileNotFoundError, match="train-images-idx3"):
-    idx.load_idx_directory(str(tmp_path))
+    idx_files.load_idx_directory(str(tmp_path))
 
 
 def test_split_sizes_disjointness_and_database():
@@ -179,7 +179,7 @@ def test_unknown_dataset_and_protocol_list_the_choices():
     datasets.load_dataset("embedded", protocol="x")
 
 
-@pytest.mark.skipif(tfds_source.host_reachable("www.cs.toronto.edu"),
+@pytest.mark.skipif(downloads.host_reachable("www.cs.toronto.edu"),
                     reason="online: CIFAR-10 would be downloaded")
 def test_unreachable_cifar10_fails_in_seconds_naming_data_dir(tmp_path):
   start = time.monotonic()

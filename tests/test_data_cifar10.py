@@ -4,20 +4,21 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from dhe_tf import downloads
 from dhe_tf.data import datasets
-from dhe_tf.data import tfds_source
 from dhe_tf.errors import ConfigError
 
 _PER_SPLIT = 700  # Mock examples per split: random images, random labels.
 
 
-@pytest.fixture
-def mock_cifar10(monkeypatch, tmp_path):
+@pytest.fixture(scope="module")
+def mock_cifar10(tmp_path_factory):
   # Mocked, the data is never "prepared", so the loader would check the
   # download host; mock_data makes the download itself a no-op.
-  monkeypatch.setattr(tfds_source, "host_reachable", lambda *a, **k: True)
-  with tfds.testing.mock_data(num_examples=_PER_SPLIT):
-    yield str(tmp_path)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(downloads, "host_reachable", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=_PER_SPLIT):
+      yield str(tmp_path_factory.mktemp("tensorflow_datasets"))
 
 
 def test_10k50k_queries_are_the_test_set_database_the_training_set(

@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import training
+from dhe_tf import config as config_lib
+from dhe_tf import trainer
 from dhe_tf.data import datasets
 from dhe_tf.data import image_list
 from dhe_tf.data import images
@@ -49,7 +48,7 @@ def lists_dir(tmp_path):
            "database": range(4, 16)}
   for k in range(16):
     _write(str(root / "imgs" / f"{k:03d}.jpg"), _jpeg(seed=k))
-  for part, file in datasets.LIST_FILES.items():
+  for part, file in image_list.LIST_FILES.items():
     _write(str(tmp_path / "lists" / file), "".join(
         _line(f"imgs/{k:03d}.jpg", {k % C} | ({(k + 1) % C} if k % 2 == 0
                                               else set()))
@@ -136,14 +135,14 @@ def test_concepts_file_names_the_classes(lists_dir):
 
 def test_memory_and_directory_caches_give_the_same_images(lists_dir, tmp_path):
   lists, root = lists_dir
-  plain = _load(lists, root)
+  database = lambda data: np.stack(
+      [x.numpy() for x, _ in data.parts["database"]])
+  expected = database(_load(lists, root))
   cache_dir = str(tmp_path / "cache")
   for cache in ("memory", cache_dir):
     cached = _load(lists, root, cache=cache)
     for _ in range(2):  # Fills the cache, then reads it.
-      for (x, _), (y, _) in zip(plain.parts["database"],
-                                cached.parts["database"]):
-        np.testing.assert_array_equal(x.numpy(), y.numpy())
+      np.testing.assert_array_equal(database(cached), expected)
       assert len(list(cached.parts["train"])) == 6
   assert any(name.startswith("nuswide_21_database_16px_")
              for name in os.listdir(cache_dir))
@@ -177,8 +176,12 @@ def test_empty_list_is_an_error(tmp_path):
 
 def test_image_problems_are_found_cheaply_and_named(tmp_path):
   good = _jpeg()
+  # 80 KB of metadata (two APP1 segments) before the frame header, past the
+  # 64 KiB whose header is read first: the file is decoded whole, and fine.
+  metadata = 2 * (b"\xff\xe1" + (40_002).to_bytes(2, "big") + bytes(40_000))
   cases = {
       "good.jpg": good,
+      "metadata.jpg": good[:2] + metadata + good[2:],
       "trailing.jpg": good + b"\x00" * 7,  # Bytes after the end marker: fine.
       "truncated.jpg": good[:len(good) // 2],
       "header.jpg": good[:40],
@@ -190,6 +193,7 @@ def test_image_problems_are_found_cheaply_and_named(tmp_path):
     _write(str(tmp_path / name), data)
   problem = lambda name: image_list.image_problem(str(tmp_path / name))
   assert problem("good.jpg") is None and problem("trailing.jpg") is None
+  assert problem("metadata.jpg") is None
   assert problem("image.png") is None
   assert "cannot decode image" in problem("truncated.jpg")
   assert "JPEG header" in problem("header.jpg")
@@ -280,15 +284,19 @@ def test_shuffle_buffer_is_capped_by_memory():
   assert pipeline.shuffle_buffer_size(spec((224, 224, 3))) == 3566
 
 
+def _config(lists, root, **kwargs):
+  return config_lib.TrainConfig(
+      dataset="nuswide_21", protocol="2k10k", data_dir=lists, image_root=root,
+      image_size=16, bits=8, epochs=1, batch_size=3, jit_compile="false",
+      **kwargs)
+
+
 def test_trains_on_image_lists_and_records_paths(lists_dir, tmp_path):
   lists, root = lists_dir
   _break_lists(lists, root)
-  config = training.TrainConfig(
-      dataset="nuswide_21", protocol="2k10k", data_dir=lists, image_root=root,
-      on_bad_image="skip", image_size=16, bits=8, epochs=1, batch_size=3,
-      jit_compile="false")
   model_dir = str(tmp_path / "run")
-  results = training.train(config, model_dir, verbose=0)
+  results = trainer.train(_config(lists, root, on_bad_image="skip"),
+                          model_dir, verbose=0)
   assert (results["num_queries"], results["num_database"]) == (4, 12)
   assert results["topk"] == 5000
   with np.load(os.path.join(model_dir, "split.npz")) as split:
@@ -296,14 +304,15 @@ def test_trains_on_image_lists_and_records_paths(lists_dir, tmp_path):
     assert len(split["skipped"]) == 3
 
 
-def test_train_entry_point_reports_bad_entries_in_one_line(lists_dir):
+def test_trainer_stops_on_bad_entries_before_writing(lists_dir, tmp_path):
+  # A ConfigError: `python -m dhe_tf.train` prints it as its one-line error
+  # with exit status 2 (tests/test_train.py runs that command).
   lists, root = lists_dir
   _break_lists(lists, root)
-  result = subprocess.run(
-      [sys.executable, "-m", "dhe_tf.train", "--dataset=nuswide_21",
-       "--protocol=2k10k", f"--data_dir={lists}", f"--image_root={root}"],
-      capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2, result.stderr[-2000:]
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("dhe_tf.train: error: 3 bad entries in the image "
-                         "lists: ") and "train.txt:7: image not found" in last
+  model_dir = str(tmp_path / "run")
+  with pytest.raises(ConfigError) as error:
+    trainer.train(_config(lists, root), model_dir, verbose=0)
+  assert isinstance(error.value, image_list.BadEntriesError)
+  assert str(error.value).startswith("3 bad entries in the image lists: ")
+  assert "train.txt:7: image not found" in str(error.value)
+  assert not os.path.exists(model_dir)

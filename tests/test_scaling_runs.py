@@ -25,8 +25,9 @@ from dhe_tf import errors
 from dhe_tf.errors import TrainingDivergedError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Validation mAP only: the queries' evaluation is tested with the shared run.
 _TINY = dict(protocol="tiny", epochs=3, batch_size=50, bits=12,
-             validation_every=2)
+             validation_every=2, evaluate_test=False)
 
 
 @contextlib.contextmanager
@@ -117,7 +118,8 @@ class _PoisonAfterFirstEpoch(keras.callbacks.Callback):
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path):
   model_dir = str(tmp_path / "run")
-  config = config_lib.TrainConfig(**dict(_TINY, validation_fraction=0))
+  config = config_lib.TrainConfig(**dict(_TINY, validation_fraction=0,
+                                         evaluate_test=True))
   with pytest.raises(TrainingDivergedError, match=re.escape(
       "loss is nan at epoch 2, batch 1: training stopped; the weights after "
       "epoch 1 are kept in")):

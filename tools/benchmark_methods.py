@@ -29,7 +29,6 @@ import dataclasses
 import os
 import shutil
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,10 +38,10 @@ from absl import flags
 import keras
 
 from dhe_tf import config as config_lib
+from dhe_tf import errors
 from dhe_tf import methods
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
 
 flags.DEFINE_string("dataset", "embedded", "Dataset of every run (embedded: "
                     "10,000 real Fashion-MNIST images inside the package).")
@@ -313,7 +312,7 @@ def _integers(name, values):
 
 def main(argv):
   del argv
-  try:
+  with errors.reported_in_one_line("benchmark_methods"):
     for method in FLAGS.methods:
       methods.check_method(method)
     bits_list = _integers("bits", FLAGS.bits)
@@ -325,9 +324,6 @@ def main(argv):
       tune(out_dir, _integers("tune_bits", FLAGS.tune_bits))
     else:
       benchmark(out_dir, bits_list, seeds)
-  except (ConfigError, DataUnavailableError, FileNotFoundError) as e:
-    print(f"benchmark_methods: error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,8 @@ def random_codes(rng, num_codes, num_queries, bits):
 def trained_codes(rng, model_dir, data_dir, num_codes, num_queries, flip):
   """Codes of real images under a run's model, grown by noisy copies."""
   from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf.data import idx  # pylint: disable=g-import-not-at-top
-  images, _ = idx.load_idx_directory(data_dir)
+  from dhe_tf.data import idx_files  # pylint: disable=g-import-not-at-top
+  images, _ = idx_files.load_idx_directory(data_dir)
   model = model_lib.load_model(os.path.join(model_dir, "model.keras"))
   encoder = model_lib.encoder(model)
   codes = np.concatenate([

@@ -16,7 +16,7 @@ from absl import flags
 import numpy as np
 
 from dhe_tf.data import datasets
-from dhe_tf.data import idx
+from dhe_tf.data import idx_files
 
 _SOURCE = flags.DEFINE_string(
     "source", "/usr/share/datasets/fashion-mnist",
@@ -38,7 +38,7 @@ def sample_per_class(class_ids, per_class, seed):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  images, class_ids = idx.load_idx_directory(_SOURCE.value)
+  images, class_ids = idx_files.load_idx_directory(_SOURCE.value)
   chosen = sample_per_class(class_ids, _PER_CLASS.value, _SEED.value)
   tmp = _OUTPUT.value + ".tmp.npz"
   np.savez_compressed(tmp, images=images[chosen],

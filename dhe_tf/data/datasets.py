@@ -12,20 +12,23 @@ evaluation needs.
 | fashion_mnist, mnist | IDX files in data_dir, else tfds | 1k5k, tiny |
 | cifar10 | tensorflow-datasets | 1k5k, 10k50k, tiny |
 | nuswide_21 | image lists in data_dir + JPEGs in image_root | 2k10k, tiny |
+
+Protocols (how each split is drawn) are in dhe_tf.data.protocols, the list
+files of image-list datasets in dhe_tf.data.image_list.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from dhe_tf.data import idx
+from dhe_tf.data import idx_files
 from dhe_tf.data import image_list
 from dhe_tf.data import images as images_lib
-from dhe_tf.data import splits
+from dhe_tf.data import protocols
 from dhe_tf.data import tfds_source
+from dhe_tf.data.protocols import PROTOCOLS
 from dhe_tf.errors import ConfigError
 
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "fashion_mnist_1k.npz")
@@ -36,64 +39,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 NUSWIDE_21_NUM_CLASSES = 21
-
-# File names of an image-list dataset's directory (data_dir): DeepHash-pytorch's
-# names, plus what tools/prepare_nuswide.py adds.
-LIST_FILES = {"train": "train.txt", "query": "test.txt",
-              "database": "database.txt"}
-CONCEPTS_FILE = "concepts.txt"  # One class name per line, in label order.
-# The protocol and seed the lists were drawn with.
-PROTOCOL_FILE = "protocol.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-  """How queries, training images and database are drawn, and mAP@k.
-
-  Attributes:
-    description: one line for --help and error messages.
-    topk: default k of mAP@k; None means the whole database (mAP@ALL).
-    queries_per_class: queries drawn per class (per concept for multi-label
-      data); None for the official train/test partition.
-    train_per_class: training images drawn per class, disjoint from queries.
-    database_size: None for database = every image but the queries; else at
-      most that many of them, drawn (for trial runs).
-  """
-  description: str
-  topk: int | None
-  queries_per_class: int | None = None
-  train_per_class: int | None = None
-  database_size: int | None = None
-
-
-# Protocols of single-label datasets.
-PROTOCOLS = {
-    "1k5k": Protocol(
-        "100 queries and 500 training images per class drawn from all images"
-        "; database = all but the queries; mAP@ALL (DeepHash-pytorch's "
-        "cifar10-1)", topk=None, queries_per_class=100, train_per_class=500),
-    "10k50k": Protocol(
-        "the official test images are the queries, the official training "
-        "images both the training set and the database; mAP@1000",
-        topk=1000),
-    # A tenth of 1k5k, for smoke tests and trial runs on a CPU.
-    "tiny": Protocol("a tenth of 1k5k: 10 queries and 50 training images per "
-                     "class; database = all but the queries; mAP@ALL",
-                     topk=None, queries_per_class=10, train_per_class=50),
-}
-
-# Protocols of NUS-WIDE-21: tools/prepare_nuswide.py draws them into list
-# files (splits.split_per_concept); the loader reads those lists.
-NUSWIDE_PROTOCOLS = {
-    "2k10k": Protocol(
-        "100 queries and 500 training images per concept (2,100 and 10,500 "
-        "distinct images); database = all but the queries; mAP@5000",
-        topk=5000, queries_per_class=100, train_per_class=500),
-    "tiny": Protocol(
-        "10 queries and 50 training images per concept; database = 20,000 of "
-        "the other images; mAP@500", topk=500, queries_per_class=10,
-        train_per_class=50, database_size=20_000),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,20 +87,9 @@ def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
     num_train: the first `num_train` images are the official training set
       and the rest the test set; needed by protocol "10k50k".
   """
-  if protocol not in PROTOCOLS:
-    raise ConfigError(f"Unknown protocol {protocol!r} for dataset {name!r}. "
-                      f"Available: {', '.join(sorted(PROTOCOLS))}")
-  settings = PROTOCOLS[protocol]
-  if settings.queries_per_class is None:
-    if num_train is None:
-      raise ConfigError(f"Protocol {protocol!r} needs the official train/test "
-                        f"partition, which dataset {name!r} does not have.")
-    split = splits.split_official(num_train, len(class_ids))
-  else:
-    split = splits.split_per_class(
-        class_ids, seed=split_seed,
-        queries_per_class=settings.queries_per_class,
-        train_per_class=settings.train_per_class)
+  split = protocols.single_label_split(name, protocol, class_ids,
+                                       split_seed=split_seed,
+                                       num_train=num_train)
   one_hot = np.eye(len(class_names), dtype=np.float32)[class_ids]
   parts = {
       part: tf.data.Dataset.from_tensor_slices((images[indices],
@@ -164,7 +98,7 @@ def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
   }
   return HashingDataset(name=name, parts=parts, split=split,
                         class_names=tuple(class_names), multi_label=False,
-                        topk=settings.topk,
+                        topk=PROTOCOLS[protocol].topk,
                         image_shape=tuple(images.shape[1:]))
 
 
@@ -188,8 +122,8 @@ def _embedded(*, protocol, split_seed, data_dir):
 
 def _mnist_like(name, class_names):
   def load(*, protocol, split_seed, data_dir):
-    if data_dir and idx.has_idx_files(data_dir):
-      images, class_ids = idx.load_idx_directory(data_dir)
+    if data_dir and idx_files.has_idx_files(data_dir):
+      images, class_ids = idx_files.load_idx_directory(data_dir)
     else:
       images, class_ids, _ = tfds_source.load_all(name, data_dir=data_dir)
     return from_arrays(name, images, class_ids, class_names,
@@ -205,39 +139,11 @@ def _cifar10(*, protocol, split_seed, data_dir):
                      num_train=num_train)
 
 
-def _check_held_out(lists):
-  """Raises ConfigError when a query is also a training or database image."""
-  queries = set(lists["query"].paths)
-  for part in ("train", "database"):
-    shared = queries.intersection(lists[part].paths)
-    if shared:
-      raise ConfigError(
-          f"{len(shared)} images are both queries ({lists['query'].list_file}"
-          f") and in {lists[part].list_file}, e.g. {min(shared)}: queries "
-          "must be held out.")
-
-
-def _read_concepts(data_dir, num_classes):
-  path = os.path.join(data_dir, CONCEPTS_FILE)
-  if not os.path.isfile(path):
-    return tuple(f"concept_{i}" for i in range(num_classes))
-  with open(path, encoding="utf-8") as f:
-    names = tuple(line.strip() for line in f if line.strip())
-  if len(names) != num_classes:
-    raise ConfigError(f"{path} names {len(names)} concepts; the lists have "
-                      f"{num_classes} label columns.")
-  return names
-
-
 def _check_lists_protocol(data_dir, protocol):
-  path = os.path.join(data_dir, PROTOCOL_FILE)
-  if not os.path.isfile(path):
-    return  # Lists from elsewhere (e.g. DeepHash-pytorch's): taken as given.
-  with open(path, encoding="utf-8") as f:
-    drawn_for = json.load(f).get("protocol")
-  if drawn_for != protocol:
+  drawn_for = image_list.read_protocol(data_dir)
+  if drawn_for is not None and drawn_for != protocol:
     raise ConfigError(f"The lists in {data_dir} were drawn for protocol "
-                      f"{drawn_for!r} ({PROTOCOL_FILE}); pass "
+                      f"{drawn_for!r} ({image_list.PROTOCOL_FILE}); pass "
                       f"--protocol={drawn_for}. Received: protocol={protocol}")
 
 
@@ -260,12 +166,13 @@ def from_image_lists(name, data_dir, *, num_classes, topk, image_root,
   """
   image_root = image_root or data_dir
   image_size = image_size or images_lib.DEFAULT_IMAGE_SIZE
-  class_names = _read_concepts(data_dir, num_classes)
+  class_names = image_list.read_class_names(data_dir, num_classes)
   lists, skipped = image_list.load_lists(
-      {part: os.path.join(data_dir, file) for part, file in LIST_FILES.items()},
+      {part: os.path.join(data_dir, file)
+       for part, file in image_list.LIST_FILES.items()},
       num_classes=num_classes, image_root=image_root,
       on_bad_image=on_bad_image)
-  _check_held_out(lists)
+  image_list.check_held_out(lists)
   # Training images in a seeded random order (lists are often sorted by
   # folder, and the batching pipeline's shuffle buffer only mixes nearby
   # images); split["train"] records that order.
@@ -300,7 +207,7 @@ def _nuswide_21(*, protocol, split_seed, data_dir, image_root, image_size,
   _check_lists_protocol(data_dir, protocol)
   return from_image_lists(
       "nuswide_21", data_dir, num_classes=NUSWIDE_21_NUM_CLASSES,
-      topk=NUSWIDE_PROTOCOLS[protocol].topk, image_root=image_root,
+      topk=protocols.NUSWIDE_PROTOCOLS[protocol].topk, image_root=image_root,
       image_size=image_size, on_bad_image=on_bad_image, cache=cache,
       seed=seed)
 
@@ -333,7 +240,7 @@ DATASETS = {
     "mnist": DatasetSpec(_mnist_like("mnist", MNIST_CLASSES),
                          _ARRAY_PROTOCOLS),
     "cifar10": DatasetSpec(_cifar10, PROTOCOLS),
-    "nuswide_21": DatasetSpec(_nuswide_21, NUSWIDE_PROTOCOLS,
+    "nuswide_21": DatasetSpec(_nuswide_21, protocols.NUSWIDE_PROTOCOLS,
                               default_protocol="2k10k", image_files=True),
 }
 

@@ -15,11 +15,11 @@ without repetition by dhe_tf.data.splits.split_per_concept (concepts from the
 rarest; queries first, then training images, each among the images carrying
 the concept that are not drawn yet), so 2,100 queries and 10,500 training
 images; the database is every image but the queries. `prepare_lists` writes
-them in the list format of DeepHash-pytorch's data/nuswide_21
-(`path l0 … l20`), which dhe_tf.data.datasets reads as dataset "nuswide_21".
+them as an image-list directory (dhe_tf.data.image_list: lines
+`path l0 … l20`, as in DeepHash-pytorch's data/nuswide_21), which
+dhe_tf.data.datasets reads as dataset "nuswide_21".
 """
 
-import json
 import os
 import re
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from dhe_tf.data import datasets
 from dhe_tf.data import image_list
+from dhe_tf.data import protocols
 from dhe_tf.data import splits
 from dhe_tf.errors import ConfigError
 
@@ -123,13 +124,6 @@ def most_frequent(labels, concepts, count):
   return np.array(order[:count])
 
 
-def write_list(path, paths, labels):
-  """Writes `path l0 … lC-1` lines, the format image_list.parse_list reads."""
-  with open(path, "w", encoding="utf-8") as f:
-    for image, row in zip(paths, labels.astype(np.uint8)):
-      f.write(f"{image} {' '.join(map(str, row))}\n")
-
-
 def prepare_lists(nuswide_dir, out_dir, *, protocol="2k10k", split_seed=0,
                   image_root=None,
                   num_concepts=datasets.NUSWIDE_21_NUM_CLASSES):
@@ -139,7 +133,7 @@ def prepare_lists(nuswide_dir, out_dir, *, protocol="2k10k", split_seed=0,
     nuswide_dir: the unpacked NUS-WIDE release (see the module docstring).
     out_dir: where train.txt, test.txt (queries), database.txt,
       concepts.txt and protocol.json are written (created if missing).
-    protocol: a key of datasets.NUSWIDE_PROTOCOLS.
+    protocol: a key of protocols.NUSWIDE_PROTOCOLS.
     split_seed: seed of the draw.
     image_root: if given, the folder the image paths are relative to
       (Flickr/); images missing there or unreadable are left out before
@@ -149,10 +143,10 @@ def prepare_lists(nuswide_dir, out_dir, *, protocol="2k10k", split_seed=0,
   Returns:
     The dict written to protocol.json: protocol, seed, concepts, counts.
   """
-  if protocol not in datasets.NUSWIDE_PROTOCOLS:
+  if protocol not in protocols.NUSWIDE_PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r} for NUS-WIDE. Available:"
-                      f" {', '.join(sorted(datasets.NUSWIDE_PROTOCOLS))}")
-  settings = datasets.NUSWIDE_PROTOCOLS[protocol]
+                      f" {', '.join(sorted(protocols.NUSWIDE_PROTOCOLS))}")
+  settings = protocols.NUSWIDE_PROTOCOLS[protocol]
   paths, labels, concepts = read_release(nuswide_dir)
   columns = most_frequent(labels, concepts, num_concepts)
   labels = labels[:, columns]
@@ -176,17 +170,10 @@ def prepare_lists(nuswide_dir, out_dir, *, protocol="2k10k", split_seed=0,
       train_per_class=settings.train_per_class,
       database_size=settings.database_size, seed=split_seed,
       concept_names=summary["concepts"])
-  os.makedirs(out_dir, exist_ok=True)
-  for part, file in datasets.LIST_FILES.items():
-    write_list(os.path.join(out_dir, file), paths[split[part]],
-               labels[split[part]])
-  with open(os.path.join(out_dir, datasets.CONCEPTS_FILE), "w",
-            encoding="utf-8") as f:
-    f.write("".join(f"{name}\n" for name in summary["concepts"]))
   summary["counts"] = {part: int(len(indices))
                        for part, indices in split.items()}
-  with open(os.path.join(out_dir, datasets.PROTOCOL_FILE), "w",
-            encoding="utf-8") as f:
-    json.dump(summary, f, indent=2)
-    f.write("\n")
+  image_list.write_lists(
+      out_dir, {part: (paths[indices], labels[indices])
+                for part, indices in split.items()},
+      class_names=summary["concepts"], record=summary)
   return summary

@@ -1,9 +1,9 @@
-"""Reads images and labels from IDX files, the format of MNIST and Fashion-MNIST.
+"""Images and labels from IDX files, the format of MNIST and Fashion-MNIST.
 
 An IDX file is a big-endian header (two zero bytes, a type code, the number of
 dimensions, then one uint32 per dimension) followed by the raw array. Files may
-be gzip-compressed (`*.gz`), as Debian's `dataset-fashion-mnist` ships them in
-`/usr/share/datasets/fashion-mnist/`.
+be gzip-compressed (`*.gz`), as Debian's `dataset-fashion-mnist` package ships
+them (README, "Datasets").
 """
 
 import gzip
