@@ -13,7 +13,6 @@ of an image is 1 when its activation u_k ≥ 0.5.
 import os
 
 import keras
-import numpy as np
 
 from dhe_tf import downloads
 from dhe_tf.errors import ConfigError

@@ -5,12 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
 from dhe_tf import callbacks
 from dhe_tf import baselines
 from dhe_tf import losses
-from dhe_tf import methods
-from dhe_tf.errors import ConfigError
 
 _RNG = np.random.default_rng(0)
 U = _RNG.uniform(0.02, 0.98, (6, 8)).astype("float32")

@@ -1,8 +1,6 @@
 """XLA, mixed precision, fine-tuning optimizer and schedules, run-dir resume
 rules: everything of README "Scaling up" that runs in this process on a CPU."""
 
-import glob
-import json
 import os
 import re
 

@@ -20,7 +20,6 @@ import tensorflow as tf
 
 from dhe_tf import config as config_lib
 from dhe_tf import trainer
-from dhe_tf import callbacks
 from dhe_tf import errors
 from dhe_tf.errors import TrainingDivergedError
 
