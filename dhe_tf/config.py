@@ -28,6 +28,7 @@ from dhe_tf import methods
 from dhe_tf import model as model_lib
 from dhe_tf import optimization
 from dhe_tf.data import datasets
+from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
 
 
@@ -97,6 +98,10 @@ class TrainConfig:
       0.0, "Epochs over which the weight of the hash loss grows linearly "
       "from 0 to --hash_loss_weight (0: no warm-up).")
   # The optimisation.
+  augment: str = _field(
+      "none", "Augmentation of training images: none, or shift_flip (random "
+      "shift ≤ 2 px and horizontal flip; for small centred objects such as "
+      "Fashion-MNIST, not for digits).")
   epochs: int = _field(15, "Training epochs.")
   batch_size: int = _field(128, "Images per training batch (the pairwise "
                            "losses use all pairs).")
@@ -335,6 +340,7 @@ def validate(config):
   if not config.evaluate_test and not config.validation_fraction:
     raise ConfigError("evaluate_test=false needs a validation split "
                       "(validation_fraction > 0): nothing would be measured.")
+  pipeline.check_augment(config.augment)
   hardware.check(config.strategy, config.jit_compile, config.mixed_precision)
   optimization.check_schedule(
       config.lr_schedule, epochs=config.epochs,

@@ -212,7 +212,8 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
                              validation=validation if chief else None,
                              fit_part=fit_part) + method_callbacks
   train_batches = pipeline.batches(fit_part, batch_size=config.batch_size,
-                                   training=True, seed=config.seed)
+                                   training=True, seed=config.seed,
+                                   augment=config.augment)
   try:
     start = time.perf_counter()
     history = model.fit(_with_targets(train_batches), epochs=config.epochs,

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from dhe_tf.errors import ConfigError
+
 _SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at 224 px, 10,000 of them would
 # take 1.5 GB and a long refill every epoch, so its size is capped by bytes
@@ -21,7 +23,40 @@ def shuffle_buffer_size(element_spec):
                      _MIN_SHUFFLE_BUFFER, _SHUFFLE_BUFFER))
 
 
-def batches(dataset, *, batch_size, training, seed=None):
+AUGMENTATIONS = ("none", "shift_flip")
+# Largest shift of "shift_flip", in pixels: 2 of 28 keeps a garment whole.
+_MAX_SHIFT = 2
+
+
+def check_augment(augment):
+  if augment not in AUGMENTATIONS:
+    raise ConfigError(f"Unknown augment {augment!r}. Available: "
+                      f"{', '.join(AUGMENTATIONS)}")
+
+
+def shift_flip(image, seed):
+  """A random shift of up to 2 px (zero fill) and a random horizontal flip.
+
+  Args:
+    image: uint8 [H, W, C].
+    seed: int32 [2], the stateless seed of this image's draw.
+
+  Returns:
+    uint8 [H, W, C]. Suits small centred objects on a plain background
+    (Fashion-MNIST, MNIST-like data, CIFAR-10); MNIST digits should not be
+    flipped, so it is an option, not a default.
+  """
+  height, width = image.shape[0], image.shape[1]
+  padded = tf.pad(image, [[_MAX_SHIFT, _MAX_SHIFT], [_MAX_SHIFT, _MAX_SHIFT],
+                          [0, 0]])
+  crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  image = tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed)
+  image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+  return tf.ensure_shape(image, (height, width, None))
+
+
+def batches(dataset, *, batch_size, training, seed=None, augment="none"):
   """Batches an unbatched (image, label) dataset.
 
   Args:
@@ -30,15 +65,26 @@ def batches(dataset, *, batch_size, training, seed=None):
     training: shuffle every epoch (seeded) and drop the last partial batch,
       so every training batch has the same shape (one XLA compilation, and
       no tiny batches with no pairs to learn from).
-    seed: shuffle seed.
+    seed: shuffle seed (and of the augmentation's draws).
+    augment: "none" or "shift_flip" (training batches only; see
+      shift_flip).
 
   Returns:
     tf.data.Dataset of (images float32 [B, H, W, C] in 0..255, labels
     float32 [B, C]).
   """
+  check_augment(augment)
   if training:
     dataset = dataset.shuffle(shuffle_buffer_size(dataset.element_spec),
                               seed=seed, reshuffle_each_iteration=True)
+  if training and augment == "shift_flip":
+    # A stream of per-image seeds, itself new every epoch, so the draws are
+    # a function of --seed alone.
+    seeds = tf.data.Dataset.random(
+        seed=seed, rerandomize_each_iteration=True).batch(2)
+    dataset = tf.data.Dataset.zip(dataset, seeds).map(
+        lambda item, s: (shift_flip(item[0], s), item[1]),
+        num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(batch_size, drop_remainder=training)
   dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y),
                         num_parallel_calls=tf.data.AUTOTUNE)
