@@ -200,4 +200,5 @@ def load_data(config):
                                image_root=config.image_root,
                                image_size=config.image_size,
                                on_bad_image=config.on_bad_image,
-                               cache=config.data_cache, seed=config.seed)
+                               cache=config.data_cache, seed=config.seed,
+                               seen_classes=config.seen_classes)

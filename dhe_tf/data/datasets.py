@@ -8,9 +8,9 @@ evaluation needs.
 
 | dataset | source | protocols |
 |---|---|---|
-| embedded | 10,000 Fashion-MNIST images inside the package | 1k5k, tiny |
-| fashion_mnist, mnist | IDX files in data_dir, else tfds | 1k5k, tiny |
-| cifar10 | tensorflow-datasets | 1k5k, 10k50k, tiny |
+| embedded | 10,000 Fashion-MNIST images in the package | 1k5k, tiny, unseen |
+| fashion_mnist, mnist | IDX files in data_dir, else tfds | 1k5k, tiny, unseen |
+| cifar10 | tensorflow-datasets | 1k5k, 10k50k, tiny, unseen |
 | nuswide_21 | image lists in data_dir + JPEGs in image_root | 2k10k, tiny |
 
 Protocols (how each split is drawn) are in dhe_tf.data.protocols, the list
@@ -53,8 +53,9 @@ class HashingDataset:
       image-list datasets, str image paths as the lists write them; the
       i-th element of parts[part] is always split[part][i]. Image-list
       datasets add "skipped": "list:line: reason" of each entry dropped
-      with on_bad_image="skip", when there are any. Written into the run
-      directory so a run can be reproduced by another tool.
+      with on_bad_image="skip", when there are any; protocol "unseen" adds
+      "seen_classes": the class ids of the training images. Written into the
+      run directory so a run can be reproduced by another tool.
     class_names: one name per label column.
     multi_label: whether an image may carry several labels.
     topk: default k of mAP@k; None means the whole database.
@@ -74,7 +75,7 @@ class HashingDataset:
 
 
 def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
-                num_train=None):
+                num_train=None, seen_classes=()):
   """Builds a single-label HashingDataset from in-memory arrays.
 
   Args:
@@ -86,15 +87,17 @@ def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
     split_seed: seed of the split draw.
     num_train: the first `num_train` images are the official training set
       and the rest the test set; needed by protocol "10k50k".
+    seen_classes: the classes trained on under protocol "unseen" (empty:
+      drawn with split_seed).
   """
-  split = protocols.single_label_split(name, protocol, class_ids,
-                                       split_seed=split_seed,
-                                       num_train=num_train)
+  split = protocols.single_label_split(
+      name, protocol, class_ids, split_seed=split_seed, num_train=num_train,
+      num_classes=len(class_names), seen_classes=seen_classes)
   one_hot = np.eye(len(class_names), dtype=np.float32)[class_ids]
   parts = {
-      part: tf.data.Dataset.from_tensor_slices((images[indices],
-                                                one_hot[indices]))
-      for part, indices in split.items()
+      part: tf.data.Dataset.from_tensor_slices((images[split[part]],
+                                                one_hot[split[part]]))
+      for part in ("query", "train", "database")
   }
   return HashingDataset(name=name, parts=parts, split=split,
                         class_names=tuple(class_names), multi_label=False,
@@ -113,30 +116,32 @@ def load_embedded_arrays():
     return data["images"], data["labels"].astype(np.int64)
 
 
-def _embedded(*, protocol, split_seed, data_dir):
+def _embedded(*, protocol, split_seed, data_dir, seen_classes):
   del data_dir  # The embedded sample ships with the package.
   images, class_ids = load_embedded_arrays()
   return from_arrays("embedded", images, class_ids, FASHION_MNIST_CLASSES,
-                     protocol=protocol, split_seed=split_seed)
+                     protocol=protocol, split_seed=split_seed,
+                     seen_classes=seen_classes)
 
 
 def _mnist_like(name, class_names):
-  def load(*, protocol, split_seed, data_dir):
+  def load(*, protocol, split_seed, data_dir, seen_classes):
     if data_dir and idx_files.has_idx_files(data_dir):
       images, class_ids = idx_files.load_idx_directory(data_dir)
     else:
       images, class_ids, _ = tfds_source.load_all(name, data_dir=data_dir)
     return from_arrays(name, images, class_ids, class_names,
-                       protocol=protocol, split_seed=split_seed)
+                       protocol=protocol, split_seed=split_seed,
+                       seen_classes=seen_classes)
   return load
 
 
-def _cifar10(*, protocol, split_seed, data_dir):
+def _cifar10(*, protocol, split_seed, data_dir, seen_classes):
   images, class_ids, num_train = tfds_source.load_all("cifar10",
                                                       data_dir=data_dir)
   return from_arrays("cifar10", images, class_ids, CIFAR10_CLASSES,
                      protocol=protocol, split_seed=split_seed,
-                     num_train=num_train)
+                     num_train=num_train, seen_classes=seen_classes)
 
 
 def _check_lists_protocol(data_dir, protocol):
@@ -217,31 +222,37 @@ class DatasetSpec:
   """A registry entry.
 
   Attributes:
-    load: keyword-only function (protocol, split_seed, data_dir, and for
-      image-file datasets image_root, image_size, on_bad_image, cache, seed)
-      -> HashingDataset.
+    load: keyword-only function (protocol, split_seed, data_dir, and
+      seen_classes for array datasets, image_root, image_size, on_bad_image,
+      cache, seed for image-file datasets) -> HashingDataset.
     protocols: protocol name -> Protocol.
+    num_classes: number of classes (label columns).
     default_protocol: the protocol used when none is named.
     image_files: whether images are decoded from files (so that image_root,
       image_size, on_bad_image and cache apply).
   """
   load: object
   protocols: dict
+  num_classes: int
   default_protocol: str = "1k5k"
   image_files: bool = False
 
 
-_ARRAY_PROTOCOLS = {p: PROTOCOLS[p] for p in ("1k5k", "tiny")}
+_ARRAY_PROTOCOLS = {p: PROTOCOLS[p]
+                    for p in ("1k5k", "tiny", "unseen", "unseen_tiny")}
 
 DATASETS = {
-    "embedded": DatasetSpec(_embedded, _ARRAY_PROTOCOLS),
+    "embedded": DatasetSpec(_embedded, _ARRAY_PROTOCOLS,
+                            len(FASHION_MNIST_CLASSES)),
     "fashion_mnist": DatasetSpec(
-        _mnist_like("fashion_mnist", FASHION_MNIST_CLASSES), _ARRAY_PROTOCOLS),
+        _mnist_like("fashion_mnist", FASHION_MNIST_CLASSES), _ARRAY_PROTOCOLS,
+        len(FASHION_MNIST_CLASSES)),
     "mnist": DatasetSpec(_mnist_like("mnist", MNIST_CLASSES),
-                         _ARRAY_PROTOCOLS),
-    "cifar10": DatasetSpec(_cifar10, PROTOCOLS),
+                         _ARRAY_PROTOCOLS, len(MNIST_CLASSES)),
+    "cifar10": DatasetSpec(_cifar10, PROTOCOLS, len(CIFAR10_CLASSES)),
     "nuswide_21": DatasetSpec(_nuswide_21, protocols.NUSWIDE_PROTOCOLS,
-                              default_protocol="2k10k", image_files=True),
+                              NUSWIDE_21_NUM_CLASSES, default_protocol="2k10k",
+                              image_files=True),
 }
 
 
@@ -258,9 +269,25 @@ def default_protocol(name):
   return DATASETS[name].default_protocol
 
 
+def resolve_seen_classes(name, protocol, classes=(), *, split_seed=0):
+  """The classes dataset `name` trains on under `protocol`, without loading
+  it: `classes` checked and sorted, or drawn with split_seed when empty;
+  () unless the protocol holds classes out ("unseen").
+
+  Raises:
+    ConfigError: classes given under another protocol, or impossible ones.
+  """
+  check_name(name)
+  spec = DATASETS[name]
+  protocol = protocol or spec.default_protocol
+  return protocols.resolve_seen_classes(
+      protocol, spec.protocols.get(protocol), classes,
+      num_classes=spec.num_classes, split_seed=split_seed)
+
+
 def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
                  image_root=None, image_size=None, on_bad_image="error",
-                 cache=None, seed=0):
+                 cache=None, seed=0, seen_classes=()):
   """Returns the HashingDataset `name` under `protocol`.
 
   Args:
@@ -283,6 +310,8 @@ def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
       decoded images.
     seed: seed of the training order, crops and flips of image-file
       datasets.
+    seen_classes: the classes trained on under protocol "unseen"; empty:
+      floor(75 %) of them, drawn with split_seed.
   """
   check_name(name)
   spec = DATASETS[name]
@@ -296,13 +325,15 @@ def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
   if image_size is not None and image_size < 1:
     raise ConfigError(f"image_size must be at least 1. "
                       f"Received: image_size={image_size}")
+  seen_classes = resolve_seen_classes(name, protocol, seen_classes,
+                                      split_seed=split_seed)
   if not spec.image_files:
     if image_root:
       raise ConfigError(f"image_root applies to image-list datasets only; "
                         f"{name} does not read image files. "
                         f"Received: image_root={image_root}")
     return spec.load(protocol=protocol, split_seed=split_seed,
-                     data_dir=data_dir)
+                     data_dir=data_dir, seen_classes=seen_classes)
   return spec.load(protocol=protocol, split_seed=split_seed, data_dir=data_dir,
                    image_root=image_root, image_size=image_size,
                    on_bad_image=on_bad_image, cache=cache, seed=seed)

@@ -56,7 +56,90 @@ def shift_flip(image, seed):
   return tf.ensure_shape(image, (height, width, None))
 
 
-def batches(dataset, *, batch_size, training, seed=None, augment="none"):
+SAMPLERS = ("shuffle", "balanced")
+
+
+def check_sampler(sampler, classes_per_batch, *, batch_size, num_classes):
+  """Raises ConfigError unless the sampler can fill batches of batch_size
+  from num_classes classes."""
+  received = (f"Received: batch_size={batch_size}, "
+              f"classes_per_batch={classes_per_batch}")
+  if sampler not in SAMPLERS:
+    raise ConfigError(f"Unknown sampler {sampler!r}. Available: "
+                      f"{', '.join(SAMPLERS)}")
+  if sampler != "balanced":
+    if classes_per_batch:
+      raise ConfigError("classes_per_batch applies to --sampler=balanced "
+                        f"only. {received}")
+  elif not 2 <= classes_per_batch <= num_classes:
+    raise ConfigError(f"--sampler=balanced needs 2 ≤ classes_per_batch ≤ "
+                      f"the {num_classes} classes of the training images. "
+                      f"{received}")
+  elif batch_size % classes_per_batch:
+    raise ConfigError(f"batch_size must be divisible by classes_per_batch. "
+                      f"{received}")
+
+
+def _class_counts(dataset):
+  """Images per class of a single-label (image, one-hot label) dataset."""
+  num_classes = dataset.element_spec[1].shape[-1]
+  def add(state, label):
+    counts, bad = state
+    return (counts + tf.cast(label > 0, tf.int64),
+            bad + tf.cast(tf.math.count_nonzero(label) != 1, tf.int64))
+  counts, bad = dataset.map(lambda image, label: label).reduce(
+      (tf.zeros([num_classes], tf.int64), tf.constant(0, tf.int64)), add)
+  if bad:
+    raise ConfigError(f"--sampler=balanced needs single-label data; {int(bad)}"
+                      " training images do not have exactly one label.")
+  return counts.numpy()
+
+
+def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
+  """Class-balanced sampling: each batch is P = classes_per_batch distinct
+  classes × batch_size / P images of each, in runs of one class.
+
+  The classes of each batch are a stateless shuffle of the classes present,
+  seeded by a stream that is new every epoch (and a function of `seed`);
+  each class's images are reshuffled on each pass through them. An epoch
+  has as many batches as a shuffle over the same images, N // batch_size.
+
+  Args:
+    dataset: unbatched (image, one-hot label float32 [C]) of known size.
+    batch_size: images per batch.
+    classes_per_batch: P, dividing batch_size.
+    seed: seed of the draws.
+
+  Returns:
+    Unbatched tf.data.Dataset of (N // batch_size) × batch_size elements.
+
+  Raises:
+    ConfigError: multi-label data, or an impossible P.
+  """
+  counts = _class_counts(dataset)
+  present = np.flatnonzero(counts)
+  check_sampler("balanced", classes_per_batch, batch_size=batch_size,
+                num_classes=len(present))
+  buffer = max(shuffle_buffer_size(dataset.element_spec) // len(present), 1)
+  per_class = [
+      dataset.filter(lambda x, y, c=c: tf.equal(tf.argmax(y), c)).shuffle(
+          int(min(buffer, counts[c])), seed=seed,
+          reshuffle_each_iteration=True).repeat() for c in present]
+  steps = int(counts.sum()) // batch_size
+  def choose(random):
+    order = tf.argsort(tf.random.stateless_uniform(
+        [len(present)], tf.stack([random, tf.constant(1, tf.int64)])))
+    return tf.repeat(order[:classes_per_batch],
+                     batch_size // classes_per_batch)
+  choice = tf.data.Dataset.random(
+      seed=seed, rerandomize_each_iteration=True).take(steps).map(
+          choose).unbatch().map(lambda i: tf.cast(i, tf.int64))
+  return tf.data.Dataset.choose_from_datasets(per_class, choice).apply(
+      tf.data.experimental.assert_cardinality(steps * batch_size))
+
+
+def batches(dataset, *, batch_size, training, seed=None, augment="none",
+            sampler="shuffle", classes_per_batch=0):
   """Batches an unbatched (image, label) dataset.
 
   Args:
@@ -68,13 +151,22 @@ def batches(dataset, *, batch_size, training, seed=None, augment="none"):
     seed: shuffle seed (and of the augmentation's draws).
     augment: "none" or "shift_flip" (training batches only; see
       shift_flip).
+    sampler: of training batches: "shuffle" (a seeded shuffle of the
+      images every epoch) or "balanced" (classes_per_batch classes per
+      batch; see balanced).
+    classes_per_batch: P of sampler="balanced".
 
   Returns:
     tf.data.Dataset of (images float32 [B, H, W, C] in 0..255, labels
     float32 [B, C]).
   """
   check_augment(augment)
-  if training:
+  check_sampler(sampler, classes_per_batch, batch_size=batch_size,
+                num_classes=dataset.element_spec[1].shape[-1])
+  if training and sampler == "balanced":
+    dataset = balanced(dataset, batch_size=batch_size,
+                       classes_per_batch=classes_per_batch, seed=seed)
+  elif training:
     dataset = dataset.shuffle(shuffle_buffer_size(dataset.element_spec),
                               seed=seed, reshuffle_each_iteration=True)
   if training and augment == "shift_flip":

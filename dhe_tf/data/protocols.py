@@ -8,6 +8,8 @@ tools/prepare_nuswide.py into list files, which the loader then reads.
 
 import dataclasses
 
+import numpy as np
+
 from dhe_tf.data import splits
 from dhe_tf.errors import ConfigError
 
@@ -24,12 +26,16 @@ class Protocol:
     train_per_class: training images drawn per class, disjoint from queries.
     database_size: None for database = every image but the queries; else at
       most that many of them, drawn (for trial runs).
+    seen_fraction: None to train on every class; else training images come
+      from floor(seen_fraction × C) "seen" classes only, and queries
+      (queries_per_class per other class) and database from the others.
   """
   description: str
   topk: int | None
   queries_per_class: int | None = None
   train_per_class: int | None = None
   database_size: int | None = None
+  seen_fraction: float | None = None
 
 
 # Protocols of single-label datasets.
@@ -46,6 +52,17 @@ PROTOCOLS = {
     "tiny": Protocol("a tenth of 1k5k: 10 queries and 50 training images per "
                      "class; database = all but the queries; mAP@ALL",
                      topk=None, queries_per_class=10, train_per_class=50),
+    # Sablayrolles et al., "How should we evaluate supervised hashing?",
+    # ICASSP 2017: retrieval of classes never trained on.
+    "unseen": Protocol(
+        "500 training images per class of 75 % of the classes (seen, drawn "
+        "with the split seed); 100 queries per other class; database = the "
+        "other classes' images but the queries; mAP@ALL", topk=None,
+        queries_per_class=100, train_per_class=500, seen_fraction=0.75),
+    "unseen_tiny": Protocol(
+        "a tenth of unseen: 50 training images per seen class, 10 queries "
+        "per unseen class; mAP@ALL", topk=None, queries_per_class=10,
+        train_per_class=50, seen_fraction=0.75),
 }
 
 # Protocols of NUS-WIDE-21: tools/prepare_nuswide.py draws them into list
@@ -62,8 +79,48 @@ NUSWIDE_PROTOCOLS = {
 }
 
 
+def resolve_seen_classes(protocol, settings, seen_classes, *, num_classes,
+                         split_seed):
+  """The classes trained on under a protocol that holds classes out.
+
+  Args:
+    protocol: the protocol's name, for messages.
+    settings: its Protocol; None when the dataset does not have it.
+    seen_classes: the classes asked for; empty for a draw of
+      floor(seen_fraction × num_classes) classes with split_seed.
+    num_classes: the dataset's number of classes.
+    split_seed: seed of the draw.
+
+  Returns:
+    sorted tuple of int; () under a protocol that trains on every class.
+
+  Raises:
+    ConfigError: seen_classes under another protocol, or a class out of
+      range, repeated, or no seen or no unseen class left.
+  """
+  seen = tuple(int(c) for c in seen_classes or ())
+  received = f"Received: seen_classes={','.join(map(str, seen))}"
+  if settings is None or settings.seen_fraction is None:
+    if seen:
+      holding_out = [n for n, p in PROTOCOLS.items() if p.seen_fraction]
+      raise ConfigError(f"seen_classes applies to --protocol="
+                        f"{' or '.join(holding_out)} only, not {protocol!r}. "
+                        f"{received}")
+    return ()
+  if not seen:
+    count = int(settings.seen_fraction * num_classes)
+    return tuple(int(c) for c in splits.draw_classes(num_classes, count,
+                                                     seed=split_seed))
+  if not all(0 <= c < num_classes for c in seen) or len(set(seen)) != len(
+      seen) or len(seen) >= num_classes:
+    raise ConfigError(f"seen_classes must be distinct class ids in 0.."
+                      f"{num_classes - 1}, leaving at least one class unseen."
+                      f" {received}")
+  return tuple(sorted(seen))
+
+
 def single_label_split(dataset, protocol, class_ids, *, split_seed,
-                       num_train=None):
+                       num_train=None, num_classes=None, seen_classes=()):
   """Draws the split of single-label images under `protocol`.
 
   Args:
@@ -73,17 +130,32 @@ def single_label_split(dataset, protocol, class_ids, *, split_seed,
     split_seed: seed of the draw.
     num_train: the first `num_train` images are the official training set
       and the rest the test set; needed by protocol "10k50k".
+    num_classes: the number of classes (default: the largest class id + 1).
+    seen_classes: the classes trained on under protocol "unseen"; empty
+      for a draw with split_seed (resolve_seen_classes).
 
   Returns:
-    dict with int64 index arrays "query", "train" and "database".
+    dict with int64 index arrays "query", "train" and "database", and
+    under "unseen" the "seen_classes".
 
   Raises:
-    ConfigError: an unknown protocol, or "10k50k" without num_train.
+    ConfigError: an unknown protocol, "10k50k" without num_train, or bad
+      seen_classes.
   """
   if protocol not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r} for dataset "
                       f"{dataset!r}. Available: {', '.join(sorted(PROTOCOLS))}")
   settings = PROTOCOLS[protocol]
+  if num_classes is None:
+    num_classes = int(np.max(class_ids)) + 1
+  seen = resolve_seen_classes(protocol, settings, seen_classes,
+                              num_classes=num_classes, split_seed=split_seed)
+  if seen:
+    split = splits.split_unseen_classes(
+        class_ids, seen_classes=seen, seed=split_seed,
+        queries_per_class=settings.queries_per_class,
+        train_per_class=settings.train_per_class)
+    return dict(split, seen_classes=np.array(seen, dtype=np.int64))
   if settings.queries_per_class is None:
     if num_train is None:
       raise ConfigError(f"Protocol {protocol!r} needs the official train/test "

@@ -52,6 +52,51 @@ def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,
   return {"query": query, "train": train, "database": rest}
 
 
+def draw_classes(num_classes, count, *, seed):
+  """`count` of the classes 0..num_classes-1, drawn with `seed`, sorted."""
+  order = np.random.default_rng(seed).permutation(num_classes)
+  return np.sort(order[:count]).astype(np.int64)
+
+
+def split_unseen_classes(class_ids, *, seen_classes, queries_per_class,
+                         train_per_class, seed):
+  """Draws a split whose queries and database hold classes never trained on.
+
+  Protocol of Sablayrolles et al., "How should we evaluate supervised
+  hashing?", ICASSP 2017: a classifier cannot score well by classifying.
+
+  Args:
+    class_ids: int [N], the class of each image.
+    seen_classes: the classes of the training images.
+    queries_per_class: queries drawn from each other (unseen) class.
+    train_per_class: training images drawn from each seen class.
+    seed: seed of the draw.
+
+  Returns:
+    dict with int64 index arrays, each sorted: "train" (seen classes only),
+    "query" and "database" (every unseen image that is not a query).
+
+  Raises:
+    ConfigError: a class has too few images for its draw.
+  """
+  class_ids = np.asarray(class_ids)
+  rng = np.random.default_rng(seed)
+  drawn = {"query": [], "train": []}
+  for c in np.unique(class_ids):
+    part, needed = (("train", train_per_class) if c in seen_classes
+                    else ("query", queries_per_class))
+    members = np.flatnonzero(class_ids == c)
+    if len(members) < needed:
+      raise ConfigError(f"Class {c} has {len(members)} images but the split "
+                        f"needs {needed} ({part}).")
+    drawn[part].append(rng.permutation(members)[:needed])
+  query, train = (np.sort(np.concatenate(drawn[p] or [[]])).astype(np.int64)
+                  for p in ("query", "train"))
+  unseen = np.flatnonzero(~np.isin(class_ids, seen_classes))
+  database = np.setdiff1d(unseen, query).astype(np.int64)
+  return {"query": query, "train": train, "database": database}
+
+
 def split_official(num_train, num_total):
   """The split of a dataset's own train/test partition (CIFAR-10 `10k50k`).
 
