@@ -12,8 +12,9 @@ and HashNet code pair a batch with stored codes of the whole training set,
 an optimisation of the same objective that we leave out for one training
 loop shared by all methods. s_ij = 1 when images i and j share a label.
 
-DLBHC (Lin et al., CVPRW 2015) has no hash loss: it trains the same network
-by classification alone (see dhe_tf.methods), so it is not in this module.
+DLBHC (Lin et al., CVPRW 2015) and the classifier codes of Sablayrolles et
+al. (ICASSP 2017) have no hash loss: they train by classification alone (see
+dhe_tf.methods), so they are not in this module.
 """
 
 import keras
@@ -42,6 +43,15 @@ def _pair_masks(labels, n, dtype):
 def _pair_likelihood_loss(theta, s):
   # −log p(s | θ) with p(s=1) = σ(θ): log(1 + e^θ) − s·θ, stably.
   return ops.softplus(theta) - s * theta
+
+
+def _multi_hot(labels, num_classes):
+  # float32 [N, C] from one-hot / multi-hot [N, C] or class ids [N] / [N, 1].
+  labels = ops.convert_to_tensor(labels)
+  if len(labels.shape) == 1 or labels.shape[-1] == 1:
+    labels = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"),
+                         num_classes)
+  return ops.cast(labels, "float32")
 
 
 class _BatchLoss(keras.losses.Loss):
@@ -221,6 +231,12 @@ def hash_centers(num_classes, bits, seed=0, tries=20):
   return best
 
 
+def tie_center(bits, seed=0):
+  """±1 [K]: the fixed random code that breaks ties of summed centres."""
+  tie = np.random.default_rng(seed + 1).integers(0, 2, bits) * 2 - 1
+  return tie.astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="dhe_tf")
 class CSQLoss(_BatchLoss):
   """CSQ: central similarity to per-class hash centres, plus quantization.
@@ -253,8 +269,7 @@ class CSQLoss(_BatchLoss):
     self.quantization_weight = quantization_weight
     self.seed = seed
     self.centers = hash_centers(num_classes, bits, seed)
-    tie = np.random.default_rng(seed + 1).integers(0, 2, bits) * 2 - 1
-    self.tie_center = tie.astype(np.float32)
+    self.tie_center = tie_center(bits, seed)
 
   def params(self):
     return dict(num_classes=self.num_classes, bits=self.bits,
@@ -262,11 +277,7 @@ class CSQLoss(_BatchLoss):
 
   def targets(self, labels):
     """The centre of each image in {0, 1}: [N, K] from labels [N, C] or [N]."""
-    labels = ops.convert_to_tensor(labels)
-    if len(labels.shape) == 1 or labels.shape[-1] == 1:
-      labels = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"),
-                           self.num_classes)
-    total = ops.matmul(ops.cast(labels, "float32"), self.centers)
+    total = ops.matmul(_multi_hot(labels, self.num_classes), self.centers)
     total = ops.where(ops.equal(total, 0.0), self.tie_center[None, :], total)
     return (ops.sign(total) + 1.0) / 2.0
 
@@ -277,3 +288,69 @@ class CSQLoss(_BatchLoss):
     quantization = ops.mean(ops.square(ops.abs(_signed(u)) - 1.0))
     return center + self.quantization_weight * quantization
 
+
+@keras.saving.register_keras_serializable(package="dhe_tf")
+class OrthoHashLoss(_BatchLoss):
+  """OrthoHash: cross-entropy of scaled cosine similarities to fixed codewords.
+
+  z is the hash layer's pre-activation (batch-normalised: the method's model
+  has the "batchnorm_sigmoid" head), recovered from u = σ(z) as
+  z = log u − log(1 − u), u clipped to [1e-6, 1 − 1e-6]. With c_c ∈ {±1}^K
+  the codeword of class c (`hash_centers`),
+
+      ℓ_ic = s · (cos(z_i, c_c) − m · y_ic)
+      L    = −mean_i Σ_c (y_ic / Σ_c' y_ic') log softmax_c(ℓ_i)
+           + λ · mean_i (1 − cos(z_i, sign z_i))
+
+  For one-hot labels this is the softmax cross-entropy with an additive
+  cosine margin m on the true class; for multi-hot labels the margin is on
+  every label and the target spreads evenly over them (the authors' default
+  multi-label loss, "label_smoothing"). Reference: J. T. Hoe et al., "One
+  Loss for All: Deep Hashing with a Single Cosine Similarity based Learning
+  Objective", NeurIPS 2021; the authors' code (kamwoh/orthohash) uses s = 8,
+  m = 0.2, λ = 0 and Bernoulli(½) codewords (Hadamard rows here, when they
+  fit, are exactly orthogonal). Labels: one-hot, multi-hot or class ids.
+
+  Args:
+    num_classes: C.
+    bits: K.
+    scale: s. Default 8.
+    margin: m. Default 0.2.
+    quantization_weight: λ. Default 0.
+    seed: seed of random codewords. Default 0.
+  """
+
+  def __init__(self, num_classes, bits, scale=8.0, margin=0.2,
+               quantization_weight=0.0, seed=0, name="orthohash_loss",
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.num_classes = num_classes
+    self.bits = bits
+    self.scale = scale
+    self.margin = margin
+    self.quantization_weight = quantization_weight
+    self.seed = seed
+    # Unit-norm codewords: ±1 rows have norm √K.
+    self.codewords = (hash_centers(num_classes, bits, seed) /
+                      np.sqrt(bits)).astype(np.float32)
+
+  def params(self):
+    return dict(num_classes=self.num_classes, bits=self.bits,
+                scale=self.scale, margin=self.margin,
+                quantization_weight=self.quantization_weight, seed=self.seed)
+
+  def batch_loss(self, labels, u):
+    y = _multi_hot(labels, self.num_classes)
+    p = ops.clip(u, _EPSILON, 1.0 - _EPSILON)
+    z = ops.log(p) - ops.log(1.0 - p)
+    norm = ops.sqrt(ops.sum(ops.square(z), axis=1, keepdims=True) + 1e-12)
+    cosine = ops.matmul(z / norm, self.codewords.T)
+    logits = self.scale * (cosine - self.margin * y)
+    targets = y / ops.maximum(ops.sum(y, axis=1, keepdims=True), 1.0)
+    cross_entropy = -ops.mean(ops.sum(
+        targets * ops.log_softmax(logits, axis=1), axis=1))
+    # cos(z, sign z) = Σ|z| / (‖z‖ √K).
+    code_cosine = ops.sum(ops.abs(z), axis=1) / (
+        ops.squeeze(norm, 1) * float(self.bits) ** 0.5)
+    quantization = ops.mean(1.0 - code_cosine)
+    return cross_entropy + self.quantization_weight * quantization

@@ -96,14 +96,26 @@ def check_split(data, path, parts=("query", "database")):
             "the data or its split changed since training.")
 
 
+def scores_classifier(config, data):
+  """Whether the metrics of a run of `config` on `data` include the
+  classifier's accuracy: its classifier is trained (classification_weight >
+  0), the labels are single-label and the queries' classes were trained on
+  (not so under protocols "unseen" and "unseen_tiny", whose split records
+  the "seen_classes")."""
+  return bool(config.classification_weight) and not data.multi_label and (
+      "seen_classes" not in data.split)
+
+
 def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
-                 extra=None):
+                 extra=None, score_classifier=False):
   """Scores `model` on `data`'s queries and database, writing the results.
 
   Writes into model_dir: metrics.json (retrieval_metrics plus "bits",
-  "dataset", "num_queries", "num_database" and `extra`; keys already there
-  that this evaluation does not compute, such as train_seconds, are kept),
-  pr_curve.png and retrievals.png.
+  "dataset", "num_queries", "num_database", "distinct_database_codes" (how
+  many different codes the database has), with score_classifier
+  "classifier_accuracy" (top-1 accuracy of argmax logits on the queries),
+  and `extra`; keys already there that this evaluation does not compute,
+  such as train_seconds, are kept), pr_curve.png and retrievals.png.
 
   Args:
     model: a model from dhe_tf.model.build_model.
@@ -112,20 +124,29 @@ def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
     batch_size: images per encoding batch.
     topk: k of mAP@k; None uses the dataset's default (None there: all).
     extra: more entries for metrics.json.
+    score_classifier: whether to score the classifier (scores_classifier);
+      its logits come from the queries' encoding pass.
 
   Returns:
     (results dict, PNG bytes of the precision–recall curve).
   """
   topk = topk or data.topk
-  query_codes, query_labels = inference.encode(model, data.parts["query"],
-                                               batch_size=batch_size)
+  query = inference.encode(model, data.parts["query"], batch_size=batch_size,
+                           with_logits=score_classifier)
+  query_codes, query_labels = query[:2]
   database_codes, database_labels = inference.encode(
       model, data.parts["database"], batch_size=batch_size)
   results, (precision, recall) = retrieval_metrics(
       query_codes, query_labels, database_codes, database_labels, topk=topk)
+  if score_classifier:
+    results["classifier_accuracy"] = float(np.mean(
+        np.argmax(query[2], axis=1) == np.argmax(query_labels, axis=1)))
   results.update(bits=int(query_codes.shape[1]), dataset=data.name,
                  num_queries=len(query_codes),
-                 num_database=len(database_codes), **(extra or {}))
+                 num_database=len(database_codes),
+                 distinct_database_codes=len(np.unique(database_codes,
+                                                       axis=0)),
+                 **(extra or {}))
   title = (f"{data.name}, {results['bits']} bits: "
            f"mAP@{results['topk']} = {results['mAP']:.3f}")
   curve = plots.pr_curve(precision, recall,
@@ -157,5 +178,6 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
   data = run_dir.load_data(config)
   check_split(data, os.path.join(model_dir, "split.npz"))
   results, _ = evaluate_run(run.model, data, model_dir, batch_size=batch_size,
-                            topk=topk or config.topk)
+                            topk=topk or config.topk,
+                            score_classifier=scores_classifier(config, data))
   return results

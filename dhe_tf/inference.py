@@ -33,18 +33,32 @@ from dhe_tf.errors import ConfigError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
-def encode(model, dataset, *, batch_size):
+def encode(model, dataset, *, batch_size, with_logits=False):
   """Encodes every image of an unbatched (image, label) dataset.
 
+  Args:
+    model: a model from dhe_tf.model.build_model.
+    dataset: unbatched (image, label) pairs.
+    batch_size: images per batch.
+    with_logits: also return the classifier's logits, from the same pass.
+
   Returns:
-    (codes uint8 [N, K] of 0/1, labels float32 [N, C]), in dataset order.
+    (codes uint8 [N, K] of 0/1, labels float32 [N, C]), in dataset order,
+    and logits float32 [N, C] third when with_logits.
   """
-  encoder = model_lib.encoder(model)
-  codes, labels = [], []
+  network = model if with_logits else model_lib.encoder(model)
+  codes, labels, logits = [], [], []
   for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
                                                training=False):
-    codes.append(codes_lib.binarize(encoder(images, training=False)))
+    outputs = network(images, training=False)
+    if with_logits:
+      logits.append(keras.ops.convert_to_numpy(outputs["logits"]))
+      outputs = outputs["hash"]
+    codes.append(codes_lib.binarize(outputs))
     labels.append(batch_labels.numpy())
+  if with_logits:
+    return np.concatenate(codes), np.concatenate(labels), np.concatenate(
+        logits)
   return np.concatenate(codes), np.concatenate(labels)
 
 

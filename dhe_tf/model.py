@@ -8,17 +8,25 @@ transfers from ImageNet: for VGG16 that is fc7 (`fc2` in keras.applications,
 so the pretrained fully-connected layers are kept and the input is 224 px), for
 ResNet50 the pooled 2048-d feature. Its activations are the hash codes: bit k
 of an image is 1 when its activation u_k ≥ 0.5.
+
+A method may ask for another head (HEADS; dhe_tf.methods): the hash layer's
+pre-activation batch-normalised (OrthoHash), or the classifier straight on
+the features with the hash output the codeword of its predicted class
+(classifier codes).
 """
 
 import os
 
 import keras
 
+from dhe_tf import baselines
 from dhe_tf import downloads
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
 BACKBONES = ("small_cnn", "cnn", "vgg16", "resnet50")
+# What sits between the features and the outputs (build_model).
+HEADS = ("sigmoid", "batchnorm_sigmoid", "class_codes")
 # Backbones trained from scratch on images of their native size.
 _FROM_SCRATCH = ("small_cnn", "cnn")
 
@@ -76,6 +84,69 @@ class ImagePreprocessing(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(backbone=self.backbone, size=self.size)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="dhe_tf")
+class ClassCodewords(keras.layers.Layer):
+  """The K-bit codeword of the predicted class: classifier logits → code.
+
+  The trivial baseline of Sablayrolles et al.: an image's code is the
+  codeword of its predicted class argmax(logits). The codewords are CSQ's
+  hash centres (dhe_tf.baselines.hash_centers: Hadamard rows, or balanced
+  random codes) taken from ±1 to 0/1. With multi_label, the predicted
+  classes are those with logit ≥ 0 (sigmoid ≥ 0.5), or the top one when
+  none is, and the code is the sign of their summed centres, ties from a
+  fixed random code: CSQ's target of multi-hot labels (CSQLoss.targets).
+  The codewords are non-trainable weights, so a saved model keeps them.
+
+  Args:
+    num_classes: C.
+    bits: K.
+    seed: seed of random codewords. Default 0.
+    multi_label: whether several classes may be predicted. Default False.
+    **kwargs: forwarded to keras.layers.Layer.
+
+  Input: logits float [B, C]. Output: float32 [B, K] of 0/1.
+
+  Example:
+    >>> ClassCodewords(10, 16)(np.eye(10, dtype="float32"))  # the 10 codes
+
+  Reference: A. Sablayrolles, M. Douze, N. Usunier, H. Jégou, "How should
+  we evaluate supervised hashing?", ICASSP 2017.
+  """
+
+  def __init__(self, num_classes, bits, seed=0, multi_label=False, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = num_classes
+    self.bits = bits
+    self.seed = seed
+    self.multi_label = multi_label
+    self.codewords = self.add_weight(
+        shape=(num_classes, bits), trainable=False, name="codewords",
+        initializer=keras.initializers.Constant(
+            baselines.hash_centers(num_classes, bits, seed)))
+    self.tie_codeword = self.add_weight(
+        shape=(bits,), trainable=False, name="tie_codeword",
+        initializer=keras.initializers.Constant(
+            baselines.tie_center(bits, seed)))
+
+  def call(self, logits):
+    logits = keras.ops.cast(logits, "float32")
+    predicted = keras.ops.one_hot(keras.ops.argmax(logits, axis=-1),
+                                  self.num_classes)
+    if self.multi_label:
+      predicted = keras.ops.maximum(
+          predicted, keras.ops.cast(logits >= 0.0, "float32"))
+    total = keras.ops.matmul(predicted, self.codewords)
+    total = keras.ops.where(keras.ops.equal(total, 0.0),
+                            self.tie_codeword[None, :], total)
+    return (keras.ops.sign(total) + 1.0) / 2.0
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_classes=self.num_classes, bits=self.bits,
+                  seed=self.seed, multi_label=self.multi_label)
     return config
 
 
@@ -193,8 +264,9 @@ def check_backbone(backbone):
 
 
 def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
-                fc_units=(), image_size=None):
-  """Builds the DHE model.
+                fc_units=(), image_size=None, head="sigmoid",
+                multi_label=False):
+  """Builds the DHE model, or the variant of head `head`.
 
   Args:
     backbone: one of BACKBONES.
@@ -205,12 +277,24 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     fc_units: sizes of optional ReLU layers between backbone and hash layer.
     image_size: side the pretrained backbones see (images are resized in
       the graph); None for the backbone's default. VGG16 requires 224.
+    head: one of HEADS (a method's, dhe_tf.methods), features x → outputs:
+      "sigmoid": hash = Dense(K, sigmoid)(x), logits = Dense(C)(hash);
+      "batchnorm_sigmoid": hash = sigmoid(BN(Dense(K, no bias)(x))) (layers
+        "hash_dense", "hash_batchnorm"; BN momentum 0.9, ε = 1e-5, PyTorch's
+        BatchNorm1d defaults as in OrthoHash's code), logits as above;
+      "class_codes": logits = Dense(C)(x), hash = ClassCodewords(logits),
+        0/1 codes.
+    multi_label: for "class_codes": whether several classes may be
+      predicted (ClassCodewords).
 
   Returns:
     A functional keras.Model from "image" float [B, H, W, C] in 0..255 to
-    {"hash": float32 [B, K] in (0, 1), "logits": float32 [B, C]}.
+    {"hash": float32 [B, K] in (0, 1) ([0, 1] for "class_codes"),
+    "logits": float32 [B, C]}. Its layer "hash" gives the hash output.
   """
   check_backbone(backbone)
+  if head not in HEADS:
+    raise ConfigError(f"Unknown head {head!r}. Available: {', '.join(HEADS)}")
   if bits < 1:
     raise ConfigError(f"bits must be at least 1. Received: bits={bits}")
   weights = resolve_weights(backbone, weights)
@@ -229,10 +313,25 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
   x = _BUILDERS[backbone](backbone_shape, weights)(x)
   for i, units in enumerate(fc_units):
     x = keras.layers.Dense(units, activation="relu", name=f"fc_{i}")(x)
-  codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
+  if head == "class_codes":
+    logits = keras.layers.Dense(num_classes, name="logits",
+                                dtype="float32")(x)
+    codes = ClassCodewords(num_classes, bits, multi_label=multi_label,
+                           name="hash", dtype="float32")(logits)
+  else:
+    if head == "batchnorm_sigmoid":
+      z = keras.layers.Dense(bits, use_bias=False, name="hash_dense",
                              dtype="float32")(x)
-  logits = keras.layers.Dense(num_classes, name="logits",
-                              dtype="float32")(codes)
+      z = keras.layers.BatchNormalization(
+          momentum=0.9, epsilon=1e-5, name="hash_batchnorm",
+          dtype="float32")(z)
+      codes = keras.layers.Activation("sigmoid", name="hash",
+                                      dtype="float32")(z)
+    else:
+      codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
+                                 dtype="float32")(x)
+    logits = keras.layers.Dense(num_classes, name="logits",
+                                dtype="float32")(codes)
   return keras.Model(inputs, {"hash": codes, "logits": logits},
                      name=f"dhe_{backbone}_{bits}bits")
 

@@ -145,12 +145,67 @@ def test_csq_loss_vanishes_at_the_centres():
   assert _value(loss, ONE_HOT, at_center.astype("float32")) < 1e-4
 
 
+def _orthohash_reference(labels, u, scale, margin, quantization_weight):
+  y = np.asarray(labels, np.float64)
+  p = np.clip(u.astype(np.float64), 1e-6, 1 - 1e-6)
+  z = np.log(p) - np.log(1 - p)
+  codewords = baselines.hash_centers(y.shape[1], u.shape[1])
+
+  def cosine(a, b):
+    return (a @ b.T) / np.outer(np.linalg.norm(a, axis=1),
+                                np.linalg.norm(b, axis=1))
+
+  logits = scale * (cosine(z, codewords) - margin * y)
+  log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  targets = y / y.sum(1, keepdims=True)
+  cross_entropy = -(targets * log_softmax).sum(1).mean()
+  quantization = np.mean(1 - np.diag(cosine(z, np.sign(z))))
+  return cross_entropy + quantization_weight * quantization
+
+
+@pytest.mark.parametrize("labels", [ONE_HOT, MULTI_HOT],
+                         ids=["single", "multi"])
+def test_orthohash_equals_formula(labels):
+  loss = baselines.OrthoHashLoss(num_classes=3, bits=8, scale=6.0,
+                                 margin=0.3, quantization_weight=0.5)
+  assert _value(loss, labels) == pytest.approx(
+      _orthohash_reference(labels, U, 6.0, 0.3, 0.5), rel=1e-5)
+  if labels is ONE_HOT:
+    assert _value(loss, IDS) == pytest.approx(_value(loss, ONE_HOT))
+
+
+def _sigmoid(z):
+  return (1 / (1 + np.exp(-z))).astype("float32")
+
+
+def test_orthohash_margin_and_scale_act_on_the_cosines():
+  loss = baselines.OrthoHashLoss
+  codewords = baselines.hash_centers(3, 8)
+  # Codes pointing at their class's codeword (pre-activation ±2).
+  at_codeword = _sigmoid(2.0 * codewords[IDS])
+  values = {(s, m): _value(loss(3, 8, scale=s, margin=m), ONE_HOT,
+                           at_codeword)
+            for s in (4.0, 8.0, 16.0) for m in (0.0, 0.2, 0.4)}
+  # cos = 1 to the own codeword, the margin lowers it: a larger loss.
+  assert values[8.0, 0.0] < values[8.0, 0.2] < values[8.0, 0.4]
+  # A larger scale sharpens a right answer's softmax.
+  assert values[16.0, 0.2] < values[8.0, 0.2] < values[4.0, 0.2]
+  # Only the direction of z counts: cosines ignore its length.
+  assert _value(loss(3, 8), ONE_HOT, _sigmoid(5.0 * codewords[IDS])) == (
+      pytest.approx(values[8.0, 0.2], rel=1e-4))
+  # Codes at ±1 · c have no quantization error; the default weight is 0.
+  assert _value(loss(3, 8, quantization_weight=1.0), ONE_HOT,
+                at_codeword) == pytest.approx(values[8.0, 0.2], abs=1e-5)
+  assert loss(3, 8).quantization_weight == 0.0
+
+
 ALL_LOSSES = [
     losses.HammingEmbeddingLoss(),
     baselines.DPSHLoss(),
     baselines.DSHLoss(),
     baselines.HashNetLoss(),
     baselines.CSQLoss(num_classes=3, bits=8),
+    baselines.OrthoHashLoss(num_classes=3, bits=8, quantization_weight=0.1),
 ]
 
 

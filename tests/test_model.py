@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from dhe_tf import baselines
 from dhe_tf import downloads
 from dhe_tf import model as model_lib
 from dhe_tf.errors import ConfigError
@@ -94,6 +95,7 @@ def test_small_cnn_loads_a_weights_file(tmp_path):
     (dict(weights="/no/such/file.h5"), "weights=/no/such/file.h5"),
     (dict(weights="imagenet"), "small_cnn has no ImageNet weights"),
     (dict(backbone="vgg16", image_size=64), "Received: image_size=64"),
+    (dict(head="tanh"), "Unknown head 'tanh'. Available: sigmoid"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
   args = dict(backbone="small_cnn", bits=8, num_classes=3,
@@ -117,3 +119,70 @@ def test_cached_imagenet_weights_need_no_network(tmp_path, monkeypatch):
   os.makedirs(tmp_path / "models")
   (tmp_path / "models" / model_lib.IMAGENET_WEIGHT_FILES["resnet50"]).touch()
   assert model_lib.resolve_weights("resnet50", "imagenet") == "imagenet"
+
+
+def test_batchnorm_head_normalises_the_hash_pre_activation(tmp_path):
+  model = model_lib.build_model(backbone="small_cnn", bits=12, num_classes=4,
+                                image_shape=(16, 16, 1),
+                                head="batchnorm_sigmoid")
+  assert isinstance(model.get_layer("hash_batchnorm"),
+                    keras.layers.BatchNormalization)
+  assert not model.get_layer("hash_dense").use_bias
+  assert model.get_layer("logits").input is model.get_layer("hash").output
+  images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 1)).astype(
+      "float32")
+  # Training mode: each unit of z = logit(u) has batch mean 0 (β = 0).
+  u = keras.ops.convert_to_numpy(model(images, training=True)["hash"])
+  np.testing.assert_allclose(np.log(u / (1 - u)).mean(axis=0), 0, atol=1e-4)
+  before = model.predict(images, verbose=0)
+  path = os.path.join(tmp_path, "model.keras")
+  model.save(path)
+  restored = model_lib.load_model(path)
+  after = restored.predict(images, verbose=0)
+  np.testing.assert_allclose(after["hash"], before["hash"], atol=1e-6)
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(model_lib.encoder(restored)(images)),
+      before["hash"], atol=1e-6)
+
+
+def test_class_codewords_map_logits_to_the_predicted_class_codeword():
+  layer = model_lib.ClassCodewords(5, 12, seed=2)
+  codewords = (baselines.hash_centers(5, 12, 2) + 1) / 2
+  logits = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
+  np.testing.assert_array_equal(
+      keras.ops.convert_to_numpy(layer(logits)),
+      codewords[logits.argmax(axis=1)])
+  again = model_lib.ClassCodewords.from_config(layer.get_config())
+  assert again.get_config() == layer.get_config()
+  np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(logits)),
+                                keras.ops.convert_to_numpy(layer(logits)))
+
+
+def test_multi_label_class_codes_are_the_sign_of_summed_centres():
+  layer = model_lib.ClassCodewords(4, 8, multi_label=True)
+  centers = baselines.hash_centers(4, 8)
+  logits = np.array([[2.0, 1.0, -1.0, -3.0],   # classes 0 and 1
+                     [-2.0, -0.5, -1.0, -3.0]],  # none: the top one, 1
+                    "float32")
+  total = np.stack([centers[0] + centers[1], centers[1]])
+  total = np.where(total == 0, baselines.tie_center(8)[None, :], total)
+  np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(logits)),
+                                (np.sign(total) + 1) / 2)
+
+
+def test_class_codes_head_classifies_the_features(tmp_path):
+  model = model_lib.build_model(backbone="small_cnn", bits=8, num_classes=4,
+                                image_shape=(16, 16, 1), head="class_codes")
+  # Dense(C) on the 64-d pooled features, no K-unit bottleneck.
+  assert tuple(model.get_layer("logits").kernel.shape) == (64, 4)
+  images = np.random.default_rng(1).uniform(0, 255, (6, 16, 16, 1)).astype(
+      "float32")
+  outputs = model.predict(images, verbose=0)
+  codewords = (baselines.hash_centers(4, 8) + 1) / 2
+  np.testing.assert_array_equal(outputs["hash"],
+                                codewords[outputs["logits"].argmax(axis=1)])
+  path = os.path.join(tmp_path, "model.keras")
+  model.save(path)
+  restored = model_lib.load_model(path)
+  np.testing.assert_array_equal(restored.predict(images, verbose=0)["hash"],
+                                outputs["hash"])
