@@ -49,7 +49,11 @@ class TrainConfig:
       "training images per class, database = the rest; 10k50k for cifar10: "
       "official test set as queries, training set as database, mAP@1000; "
       "2k10k for nuswide_21: the lists of tools/prepare_nuswide.py, mAP@5000;"
-      " tiny: trial runs). Empty: the dataset's default.")
+      " unseen: train on 75 % of the classes, retrieve the others; tiny, "
+      "unseen_tiny: trial runs). Empty: the dataset's default.")
+  seen_classes: tuple[int, ...] = _field(
+      (), "Classes trained on under --protocol=unseen; empty = a seeded draw "
+      "of 75 % with --split_seed; flags.json records the drawn ones.")
   split_seed: int = _field(0, "Seed of the split; fixed so runs are "
                            "comparable.")
   data_dir: str | None = _field(
@@ -89,11 +93,11 @@ class TrainConfig:
       "loss's defaults, and flags.json records them all.")
   hash_loss_weight: float | None = _field(
       None, "Weight of the method's loss on the hash layer; default: the "
-      "method's (1, or 0 for dlbhc).")
+      "method's (1, or 0 for dlbhc and classifier_codes).")
   classification_weight: float | None = _field(
       None, "Weight of the cross-entropy of the classifier on top of the hash "
-      "layer (0: no classification loss); default: the method's (1 for dhe "
-      "and dlbhc, 0 for the others).")
+      "layer (0: no classification loss); default: the method's (1 for dhe, "
+      "dlbhc and classifier_codes, 0 for the others).")
   hash_loss_warmup_epochs: float = _field(
       0.0, "Epochs over which the weight of the hash loss grows linearly "
       "from 0 to --hash_loss_weight (0: no warm-up).")
@@ -105,6 +109,10 @@ class TrainConfig:
   epochs: int = _field(15, "Training epochs.")
   batch_size: int = _field(128, "Images per training batch (the pairwise "
                            "losses use all pairs).")
+  sampler: str = _field(
+      "shuffle", "Training batches: shuffle (a seeded shuffle every epoch) or"
+      " balanced (--classes_per_batch classes × batch_size / P images each).")
+  classes_per_batch: int = _field(0, "P of --sampler=balanced (0 otherwise).")
   learning_rate: float = _field(1e-3, "Adam step size.")
   seed: int = _field(0, "Seed of weights and shuffling.")
   backbone_lr_multiplier: float = _field(
@@ -278,22 +286,26 @@ def read_flagfile(path):
 
 def resolve(config):
   """`config` with the defaults that depend on the dataset and method filled
-  in: the protocol, the two objective weights and every hyper-parameter of
-  the method's loss. The resolved values are what flags.json records, so a
-  run states what it actually used.
+  in: the protocol, the seen classes of protocol unseen, the two objective
+  weights and every hyper-parameter of the method's loss. The resolved
+  values are what flags.json records, so a run states what it actually used.
 
   Raises:
-    ConfigError: an unknown dataset or method, or a bad method_params entry.
+    ConfigError: an unknown dataset or method, a bad method_params entry,
+      or bad seen_classes.
   """
   datasets.check_name(config.dataset)
   methods.check_method(config.method)
   method = methods.METHODS[config.method]
-  if config.method == "dlbhc" and config.hash_loss_weight:
-    raise ConfigError("dlbhc has no hash loss (classification alone); "
-                      "leave hash_loss_weight unset.")
+  if method.loss is None and config.hash_loss_weight:
+    raise ConfigError(f"{config.method} has no hash loss (classification "
+                      "alone); leave hash_loss_weight unset.")
+  protocol = config.protocol or datasets.default_protocol(config.dataset)
   return dataclasses.replace(
-      config,
-      protocol=config.protocol or datasets.default_protocol(config.dataset),
+      config, protocol=protocol,
+      seen_classes=datasets.resolve_seen_classes(
+          config.dataset, protocol, config.seen_classes,
+          split_seed=config.split_seed),
       hash_loss_weight=(method.hash_loss_weight
                         if config.hash_loss_weight is None
                         else config.hash_loss_weight),
@@ -341,6 +353,10 @@ def validate(config):
     raise ConfigError("evaluate_test=false needs a validation split "
                       "(validation_fraction > 0): nothing would be measured.")
   pipeline.check_augment(config.augment)
+  pipeline.check_sampler(
+      config.sampler, config.classes_per_batch, batch_size=config.batch_size,
+      num_classes=(len(config.seen_classes) or
+                   datasets.DATASETS[config.dataset].num_classes))
   hardware.check(config.strategy, config.jit_compile, config.mixed_precision)
   optimization.check_schedule(
       config.lr_schedule, epochs=config.epochs,

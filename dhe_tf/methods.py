@@ -6,9 +6,13 @@ objective differs:
 
     hash_loss_weight · L_method(labels, u) + classification_weight · CE(logits)
 
-A registry entry carries everything of its method: the loss class on the hash
-layer, the default weights of the two terms, the callbacks the loss needs
-during fit(), and the settings `tools/benchmark_methods.py --tune` tries. The
+A method that needs another head says so (`head`, one of
+dhe_tf.model.HEADS): OrthoHash batch-normalises the hash pre-activation, and
+the classifier-codes baseline classifies the features directly and outputs
+its predicted class's codeword. A registry entry carries everything of its
+method: the loss class on the hash layer, the model head, the default
+weights of the two terms, the callbacks the loss needs during fit(), and the
+settings `tools/benchmark_methods.py --tune` tries. The
 loss's hyper-parameters are its constructor's keyword arguments, set for every
 method the same way (`--method_params=key=value,...`) and checked against the
 constructor; the run sets `num_classes` and `bits` itself. Adding a method is
@@ -45,6 +49,8 @@ class Method:
       TrainConfig overrides; the loss's hyper-parameters go under
       "method_params" as a dict.
     callbacks: loss → the keras callbacks it needs during fit().
+    head: the model's head, one of dhe_tf.model.HEADS (build_model's
+      `head`); "sigmoid" is the DHE model.
   """
   summary: str
   loss: type | None
@@ -52,6 +58,7 @@ class Method:
   classification_weight: float
   tuning_grid: tuple
   callbacks: typing.Callable = _no_callbacks
+  head: str = "sigmoid"
 
 
 def _grid(**axes):
@@ -67,31 +74,43 @@ METHODS = {
     "dhe": Method(
         "Hamming embedding loss + classification (the paper)",
         losses.HammingEmbeddingLoss, 1.0, 1.0,
-        _grid(margin=(0.5, 0.6), quantization_weight=(0.0, 0.1))),
+        _grid(margin=(0.5, 0.6, 0.7), quantization_weight=(0.0, 0.1))),
     "dlbhc": Method(
         "latent sigmoid layer trained by classification alone (Lin et al., "
         "CVPRW 2015)", None, 0.0, 1.0,
         # No hyper-parameters of its own: its budget goes to the rate.
-        tuple({"learning_rate": lr} for lr in (3e-4, 1e-3, 2e-3, 3e-3))),
+        tuple({"learning_rate": lr}
+              for lr in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3))),
     "dpsh": Method(
         "pairwise likelihood + quantization (Li et al., IJCAI 2016)",
         baselines.DPSHLoss, 1.0, 0.0,
-        _grid(quantization_weight=(0.01, 0.03, 0.1, 0.3))),
+        _grid(quantization_weight=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0))),
     "dsh": Method(
         "contrastive loss with margin + regulariser (Liu et al., CVPR 2016)",
         baselines.DSHLoss, 1.0, 0.0,
-        _grid(margin=(1.0, 2.0), regularizer_weight=(0.01, 0.1))),
+        _grid(margin=(1.0, 2.0, 3.0), regularizer_weight=(0.01, 0.1))),
     "hashnet": Method(
         "weighted pairwise cross-entropy with continuation (Cao et al., ICCV "
         "2017)", baselines.HashNetLoss, 1.0, 0.0,
-        tuple({"method_params": dict(scale=s, gamma=g)}
-              for s, g in ((5, 0.005), (10, 0.005), (20, 0.005),
-                           (10, 0.05))),
+        _grid(scale=(5.0, 10.0, 20.0), gamma=(0.005, 0.05)),
         callbacks=lambda loss: [callbacks_lib.HashNetContinuation(loss)]),
     "csq": Method(
         "central similarity to hash centres (Yuan et al., CVPR 2020)",
         baselines.CSQLoss, 1.0, 0.0,
-        _grid(quantization_weight=(1e-4, 1e-3, 1e-2, 1e-1))),
+        _grid(quantization_weight=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0))),
+    "orthohash": Method(
+        "cross-entropy of scaled cosines to orthogonal codewords, with a "
+        "margin, on a batch-normalised hash layer (Hoe et al., NeurIPS 2021)",
+        baselines.OrthoHashLoss, 1.0, 0.0,
+        _grid(scale=(4.0, 8.0), margin=(0.1, 0.2, 0.4)),
+        head="batchnorm_sigmoid"),
+    "classifier_codes": Method(
+        "the codeword of the predicted class, from a plain classifier "
+        "(Sablayrolles et al., ICASSP 2017)", None, 0.0, 1.0,
+        # No hyper-parameters of its own, as dlbhc: rates.
+        tuple({"learning_rate": lr}
+              for lr in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3)),
+        head="class_codes"),
 }
 
 # Constructor arguments the run sets, not --method_params.
@@ -166,7 +185,8 @@ def resolved_params(name, pairs):
 
 
 def make_loss(name, pairs, *, num_classes, bits):
-  """The loss on the hash output of method `name`; None for DLBHC.
+  """The loss on the hash output of method `name`; None for methods
+  trained by classification alone (dlbhc, classifier_codes).
 
   Args:
     name: a key of METHODS.

@@ -21,6 +21,7 @@ from dhe_tf import callbacks as callbacks_lib
 from dhe_tf import config as config_lib
 from dhe_tf import evaluator
 from dhe_tf import hardware
+from dhe_tf import methods
 from dhe_tf import model as model_lib
 from dhe_tf import objective
 from dhe_tf import run_dir
@@ -181,15 +182,25 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   resumed = chief and run_dir.check_resumable(model_dir, flags)
   keras.utils.set_random_seed(config.seed)
   data = run_dir.load_data(config)
+  if config.sampler == "balanced" and data.multi_label:
+    raise ConfigError(f"--sampler=balanced needs single-label data; "
+                      f"{config.dataset} is multi-label.")
   fit_part, validation, split = _split_training_part(config, data)
   steps_per_epoch = _steps_per_epoch(len(split["train"]) - len(
       split.get("validation", ())), config.batch_size)
+  # Built before anything is written: the sampler checks the images' labels.
+  train_batches = pipeline.batches(
+      fit_part, batch_size=config.batch_size, training=True, seed=config.seed,
+      augment=config.augment, sampler=config.sampler,
+      classes_per_batch=config.classes_per_batch)
   with strategy.scope(), hardware.dtype_policy(policy[0]):
     model = model_lib.build_model(
         backbone=config.backbone, bits=config.bits,
         num_classes=data.num_classes, image_shape=data.image_shape,
         weights=config.weights, fc_units=config.fc_units,
-        image_size=config.image_size)
+        image_size=config.image_size,
+        head=methods.METHODS[config.method].head,
+        multi_label=data.multi_label)
     method_callbacks = objective.compile_model(
         model, config, multi_label=data.multi_label,
         steps_per_epoch=steps_per_epoch, jit_compile=xla[0])
@@ -211,9 +222,6 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   own_callbacks = _callbacks(config, data, logs, backup_dir,
                              validation=validation if chief else None,
                              fit_part=fit_part) + method_callbacks
-  train_batches = pipeline.batches(fit_part, batch_size=config.batch_size,
-                                   training=True, seed=config.seed,
-                                   augment=config.augment)
   try:
     start = time.perf_counter()
     history = model.fit(_with_targets(train_batches), epochs=config.epochs,
@@ -233,14 +241,24 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   extra = dict(protocol=config.protocol, backbone=config.backbone,
                method=config.method,
                train_seconds=round(train_seconds, 1), **execution)
-  if "val_mAP" in history.history:
-    extra["validation_mAP"] = history.history["val_mAP"][-1]
+  validation_map = [c for c in own_callbacks
+                    if isinstance(c, callbacks_lib.ValidationMAP)]
+  if validation_map and validation_map[0].history:
+    curve = validation_map[0].history
+    extra["validation_mAP"] = curve[max(curve)]
+    # Epoch → validation mAP, to show convergence (epochs of this process:
+    # a resumed run has the epochs after its restart).
+    extra["validation_curve"] = {str(e): round(v, 5)
+                                 for e, v in sorted(curve.items())}
+  extra["train_loss_curve"] = [round(float(v), 5)
+                               for v in history.history.get("loss", ())]
   if not config.evaluate_test:  # Tuning: the queries stay unseen.
     results = dict(extra, bits=config.bits, dataset=config.dataset)
     run_dir.write_json(os.path.join(model_dir, "metrics.json"), results)
     return results
   results, curve = evaluator.evaluate_run(
       model, data, model_dir, batch_size=config.eval_batch_size,
-      topk=config.topk, extra=extra)
+      topk=config.topk, extra=extra,
+      score_classifier=evaluator.scores_classifier(config, data))
   _log_image(os.path.join(logs, "test"), "precision_recall_curve", curve)
   return results

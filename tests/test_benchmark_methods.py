@@ -39,31 +39,45 @@ def _run_in_process(*args):
 def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   out = tmp_path / "out"
   (tmp_path / "flags").mkdir()
-  args = ["--quick", "--protocol=tiny", "--methods=dlbhc,hashnet", "--bits=6",
-          "--seeds=4,5", "--epochs=1", "--jit_compile=false",
+  args = ["--quick", "--dataset=embedded", "--grid=tiny:6:4,5",
+          "--methods=dhe,dlbhc,hashnet", "--epochs=1", "--jit_compile=false",
           f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}"]
   stdout = _run_in_process(*args)
-  assert stdout.count(" in ") == 2  # One line per run.
+  assert stdout.count(" run(s) left, ~") == 3  # One line per run.
 
   with open(out / "results.csv", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
-  assert [(r["method"], r["bits"], r["seed"]) for r in rows] == [
-      ("dlbhc", "6", "4"), ("hashnet", "6", "4")]  # --quick: first seed only.
+  assert [(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows
+         ] == [("tiny", m, "6", "4") for m in ("dhe", "dlbhc", "hashnet")
+              ]  # --quick: first seed only.
   for row in rows:
     assert 0 < float(row["mAP"]) <= 1 and 0 <= float(row["p_h2"]) <= 1
+    assert 1 <= int(row["distinct_database_codes"]) <= 2**6
+  # DLBHC has a classifier, HashNet none.
+  assert 0 <= float(rows[1]["classifier_accuracy"]) <= 1
+  assert rows[2]["classifier_accuracy"] == ""
 
   table = (out / "results.md").read_text(encoding="utf-8")
-  assert "| method | mAP 6 bits | P@H≤2 6 |" in table
-  for method in ("dlbhc", "hashnet"):
-    (line,) = [l for l in table.splitlines() if l.startswith(f"| {method} |")]
-    assert f"{float(rows[0 if method == 'dlbhc' else 1]['mAP']):.4f}" in line
+  assert ("| method | mAP 6 bits | P@H≤2 6 | classifier accuracy | fewest "
+          "distinct codes |") in table
+  summary, differences = table.split("DHE minus each method")
+  for row in rows:
+    (line,) = [l for l in summary.splitlines()
+               if l.startswith(f"| {row['method']} |")]
+    assert f"{float(row['mAP']):.4f}" in line
+  for row in rows[1:]:  # DHE − the method, seed 4.
+    (line,) = [l for l in differences.splitlines()
+               if l.startswith(f"| {row['method']} |")]
+    assert f"({float(rows[0]['mAP']) - float(row['mAP']):+.3f})" in line
 
-  assert (out / "map_vs_bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  for picture in ("map_vs_bits.png", "convergence.png"):
+    assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
   # Each method ran its own objective: DLBHC classification alone, HashNet
   # its pairwise loss alone.
   def run_flags(name):
-    with open(out / "runs" / name / "flags.json", encoding="utf-8") as f:
+    with open(out / "runs" / "tiny" / name / "flags.json",
+              encoding="utf-8") as f:
       return json.load(f)
   dlbhc, hashnet = run_flags("dlbhc_6bits_seed4"), run_flags(
       "hashnet_6bits_seed4")
@@ -73,7 +87,7 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
 
   # Run again: every run is in results.csv already, so none is repeated.
   before = (out / "results.csv").read_text(encoding="utf-8")
-  assert _run_in_process(*args).count(" in ") == 0
+  assert _run_in_process(*args).count(" run(s) left") == 0
   assert (out / "results.csv").read_text(encoding="utf-8") == before
   assert (out / "results.md").read_text(encoding="utf-8") == table
 
@@ -82,9 +96,10 @@ def test_unknown_method_is_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
     _run_in_process("--methods=dhe,lsh", f"--out_dir={tmp_path / 'out'}")
   assert exit_info.value.code == 2
+  from dhe_tf import methods  # pylint: disable=g-import-not-at-top
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
-      "benchmark_methods: error: Unknown method 'lsh'. Available: dhe, "
-      "dlbhc, dpsh, dsh, hashnet, csq")
+      "benchmark_methods: error: Unknown method 'lsh'. Available: " +
+      ", ".join(methods.METHODS))
   assert not os.path.exists(tmp_path / "out")
 
 

@@ -29,7 +29,8 @@ LAYERS = (
 # The training loop and its compiled objective.
 TRAINING_CODE = ("trainer", "objective")
 # metrics.py is long for its checks and tie rules, each documented there.
-MAX_LINES = 360
+# config.py is the one table of every setting.
+MAX_LINES = 400
 
 
 def _module_names():

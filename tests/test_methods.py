@@ -11,6 +11,7 @@ from dhe_tf import baselines
 from dhe_tf import config as config_lib
 from dhe_tf import losses
 from dhe_tf import methods
+from dhe_tf import model as model_lib
 from dhe_tf.errors import ConfigError
 
 _README = open("README.md", encoding="utf-8").read()
@@ -23,7 +24,8 @@ def test_every_registry_entry_has_every_piece(name):
   assert f"| `{name}`" in _README, "README's methods table lacks it"
   assert method.hash_loss_weight >= 0 and method.classification_weight >= 0
   assert method.hash_loss_weight + method.classification_weight > 0
-  assert len(method.tuning_grid) >= 4
+  assert len(method.tuning_grid) >= 6
+  assert method.head in model_lib.HEADS
   known = methods.hyper_parameters(name)
   fields = set(config_lib.FIELDS)
   for setting in method.tuning_grid:
@@ -101,7 +103,9 @@ def test_resolved_config_records_every_hyper_parameter():
 def test_every_method_builds_its_loss_with_what_the_run_sets():
   expected = {"dhe": losses.HammingEmbeddingLoss, "dlbhc": type(None),
               "dpsh": baselines.DPSHLoss, "dsh": baselines.DSHLoss,
-              "hashnet": baselines.HashNetLoss, "csq": baselines.CSQLoss}
+              "hashnet": baselines.HashNetLoss, "csq": baselines.CSQLoss,
+              "orthohash": baselines.OrthoHashLoss,
+              "classifier_codes": type(None)}
   assert set(expected) == set(methods.METHODS)
   for name, kind in expected.items():
     assert type(methods.make_loss(name, (), num_classes=10, bits=12)) is kind

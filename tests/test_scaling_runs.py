@@ -214,6 +214,8 @@ def test_gpu_check_quick_runs_its_cpu_path():
                           capture_output=True, text=True, cwd=_REPO,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "| small_cnn | 32 | 64 | float32 | off |" in result.stdout
-  assert "| small_cnn | 32 | 64 | float32 | on |" in result.stdout
-  assert re.search(r"XLA speed-up \(float32\): [\d.]+×", result.stdout)
+  for variant in ("plain", "dhe"):
+    for xla in ("off", "on"):
+      assert re.search(rf"\| {variant} \| {xla} \| \d+ \| \d+ \|",
+                       result.stdout), result.stdout
+    assert re.search(rf"XLA on/off, {variant}: [\d.]+×", result.stdout)

@@ -79,7 +79,7 @@ def test_default_model_dir_is_new_under_runs():
     (dict(dataset="imagenet"),
      "Unknown dataset 'imagenet'. Available: cifar10, embedded"),
     (dict(backbone="alexnet"),
-     "Unknown backbone 'alexnet'. Available: small_cnn, vgg16, resnet50"),
+     "Unknown backbone 'alexnet'. Available: small_cnn, cnn, vgg16, resnet50"),
     (dict(bits=0), "bits must be at least 1. Received: bits=0"),
     (dict(backbone="vgg16", weights="/no/such.h5"),
      "Weights file not found. Received: weights=/no/such.h5"),

@@ -1,31 +1,33 @@
 r"""DHE against the baseline hashing methods, side by side on equal terms.
 
-Every method trains the same model (small CNN from scratch by default) on the
-same data, split, epochs, batch size and optimiser, and is evaluated by the
-same code (dhe_tf.trainer.train); only the loss on the hash layer differs.
-Each method's settings come from its flagfile `FLAGS_DIR/<dataset>_<method>
-.flags`, which `--tune` writes.
+Every method trains the same network (`--backbone=cnn`: conv 32-64-128,
+dense 256, dropout) on the same images, split, schedule, batch size and
+optimiser, and is evaluated by the same code (dhe_tf.trainer.train); only the
+objective differs. Seeds are paired: a seed fixes the initial weights and
+the batch order of every method. Each method's own settings come from its
+flagfile `FLAGS_DIR/<dataset>_<method>.flags`, which `--tune` writes.
 
-    # What we report: real Fashion-MNIST images (the embedded 10,000), 1k5k,
-    # 6 methods × 4 code lengths × 3 seeds:
-    python tools/benchmark_methods.py
-    # Smoke check, ≤ 10 minutes on 2 cores (2 epochs, one seed):
-    python tools/benchmark_methods.py --quick
-    # Fair tuning: the same budget of settings per method, chosen by validation
-    # mAP (the queries are never scored), written to the flagfiles:
-    python tools/benchmark_methods.py --tune
-    # All 70,000 Fashion-MNIST images (69,000 database):
-    python tools/benchmark_methods.py --dataset=fashion_mnist \
-        --data_dir=/usr/share/datasets/fashion-mnist
+    # The README's benchmark: all 70,000 Fashion-MNIST images, 8 methods, on
+    # 1k5k (3 seeds at 12 and 32 bits, 1 at 24 and 48) and on unseen classes
+    # (3 seeds at 12 and 32 bits): ~110 runs of ~3 min on 2 cores. Resumable:
+    # run it again with the same --out_dir to go on.
+    python tools/benchmark_methods.py --out_dir=runs/benchmark
+    # Fair tuning first (same budget per method, validation split only):
+    python tools/benchmark_methods.py --tune --out_dir=runs/tuning
+    # Smoke check (2 epochs, first seed, 12 bits, 1k5k):
+    python tools/benchmark_methods.py --quick --grid=1k5k:12:0
 
-Writes into --out_dir: results.csv (one row per run), results.md (mean ± std
-mAP and P@H≤2 per method and code length), map_vs_bits.png, and runs/ (the
-run directory of every run). With --tune: tuning.csv, tuning.md and the
-flagfiles.
+Writes into --out_dir: results.csv (one row per run), results.md (per
+protocol: mean ± sd of mAP, P@H≤2, classifier accuracy, distinct database
+codes; DHE minus each baseline per seed with mean ± sd), map_vs_bits.png,
+convergence.png (validation mAP per epoch of every method, 12 bits, 1k5k)
+and runs/ (the run directory of every run). With --tune: tuning.csv,
+tuning.md and the flagfiles.
 """
 
 import csv
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -43,36 +45,49 @@ from dhe_tf import methods
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
 
-flags.DEFINE_string("dataset", "embedded", "Dataset of every run (embedded: "
-                    "10,000 real Fashion-MNIST images inside the package).")
-flags.DEFINE_string("protocol", "1k5k", "Split protocol of every run.")
-flags.DEFINE_string("data_dir", None, "Where the dataset's files are.")
+flags.DEFINE_string("dataset", "fashion_mnist", "Dataset of every run.")
+flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
+                    "Where the dataset's files are (Debian's "
+                    "dataset-fashion-mnist by default).")
 flags.DEFINE_list("methods", list(methods.METHODS), "Methods to compare.")
-flags.DEFINE_list("bits", ["12", "24", "32", "48"], "Code lengths.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (weights and shuffling).")
+flags.DEFINE_multi_string(
+    "grid", ["1k5k:12,32:0,1,2", "1k5k:24,48:0", "unseen:12,32:0,1,2"],
+    "Runs, as PROTOCOL:BITS:SEEDS (comma-separated lists); repeat the flag "
+    "for several. Every method runs every entry.")
 flags.DEFINE_integer("epochs", 0, "Epochs of every run; 0 = the flagfiles'.")
 flags.DEFINE_string("jit_compile", "", "auto|true|false for every run; "
-                    "empty = the flagfiles' (true: XLA, also on CPU).")
+                    "empty = the flagfiles'.")
 flags.DEFINE_bool("quick", False, "Smoke check: 2 epochs, the first seed.")
-flags.DEFINE_bool("tune", False, "Choose each method's settings from "
-                  "each method's registry tuning_grid (dhe_tf.methods) by mean validation mAP over --tune_bits at "
-                  "seed 0, and write them to the flagfiles.")
+flags.DEFINE_bool("tune", False, "Choose each method's settings: every "
+                  "setting of its registry tuning_grid (dhe_tf.methods), then"
+                  " the best one with class-balanced batches, by validation "
+                  "mAP at --tune_bits on --tune_protocol, seed 0; write the "
+                  "best to the flagfiles.")
+flags.DEFINE_string("tune_protocol", "1k5k", "Protocol of the tuning runs.")
 flags.DEFINE_list("tune_bits", ["12"], "Code lengths of the tuning runs "
-                  "(mean validation mAP over them decides); 12: the shortest "
-                  "codes, where methods differ most, for a small budget.")
+                  "(mean validation mAP over them decides).")
 flags.DEFINE_string("flags_dir", "flags", "Where the methods' flagfiles are.")
 flags.DEFINE_string("out_dir", None, "Output directory; default "
                     "runs/benchmark_methods_<time>.")
 FLAGS = flags.FLAGS
 
-# The settings every method shares unless its flagfile says otherwise.
-SHARED = dict(backbone="small_cnn", epochs=6, batch_size=128,
-              learning_rate=1e-3, jit_compile="true", validation_fraction=0.1,
-              validation_every=3)
+# The settings every method shares unless its flagfile says otherwise: the
+# recipe chosen from DLBHC's and every method's validation curves (README,
+# "The benchmark").
+SHARED = dict(backbone="cnn", epochs=30, batch_size=128, learning_rate=1e-3,
+              lr_schedule="cosine", augment="shift_flip", jit_compile="auto",
+              validation_fraction=0.1, validation_every=3)
+# The sampler choice tuning adds to every method's grid: P classes × 32.
+BALANCED = dict(sampler="balanced", classes_per_batch=4)
 
 # Fields a method's flagfile records: its own settings and the shared ones.
-_RECORDED = ("method", "method_params", "learning_rate") + tuple(
-    name for name in SHARED if name != "learning_rate")
+_RECORDED = ("method", "method_params", "sampler", "classes_per_batch",
+             "learning_rate") + tuple(
+                 name for name in SHARED if name != "learning_rate")
+
+_COLUMNS = ("protocol", "method", "bits", "seed", "mAP", "validation_mAP",
+            "p_h2", "classifier_accuracy", "distinct_database_codes",
+            "epochs", "train_seconds", "wall_seconds", "settings")
 
 
 def flagfile_path(flags_dir, dataset, method):
@@ -86,20 +101,20 @@ def write_flagfile(path, config, comment):
   lines = [f"# python -m dhe_tf.train --flagfile={name} --bits=12 --seed=0"]
   lines += [f"# {line}" for line in comment.splitlines()]
   lines += config_lib.flagfile_lines(
-      config, _RECORDED + ("dataset", "protocol"))
+      config, _RECORDED + ("dataset", "data_dir", "protocol"))
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(tmp, path)
 
 
-def base_config(method, *, use_flagfile=True):
+def base_config(method, protocol, *, use_flagfile=True):
   """The TrainConfig of `method` before bits and seed: flagfile or shared."""
   values = dict(SHARED, method=method)
   path = flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method)
   if use_flagfile and os.path.exists(path):
     values.update(config_lib.read_flagfile(path))
-  values.update(dataset=FLAGS.dataset, protocol=FLAGS.protocol,
+  values.update(dataset=FLAGS.dataset, protocol=protocol,
                 data_dir=FLAGS.data_dir, method=method)
   if FLAGS.quick:
     values["epochs"] = 2
@@ -130,83 +145,37 @@ def run_one(config, directory):
   return results
 
 
-def _row(config, results):
-  return dict(method=config.method, bits=config.bits, seed=config.seed,
-              mAP=results["mAP"], validation_mAP=results.get("validation_mAP"),
-              p_h2=results["P@H<=2"], epochs=config.epochs,
-              train_seconds=results["train_seconds"],
-              wall_seconds=results["wall_seconds"],
-              settings=describe(config))
-
-
 def describe(config):
   """The settings that set a method apart, as one short string."""
+  parts = list(config.method_params)
   if not methods.hyper_parameters(config.method):
-    return f"learning_rate={config.learning_rate}"
-  return " ".join(config.method_params) or "defaults"
+    parts.append(f"learning_rate={config.learning_rate}")
+  if config.sampler != "shuffle":
+    parts.append(f"{config.sampler}×{config.classes_per_batch}")
+  return " ".join(parts) or "defaults"
 
 
-def write_csv(path, rows):
+def _row(config, results):
+  return dict(
+      protocol=config.protocol, method=config.method, bits=config.bits,
+      seed=config.seed, mAP=results["mAP"],
+      validation_mAP=results.get("validation_mAP"), p_h2=results["P@H<=2"],
+      classifier_accuracy=results.get("classifier_accuracy"),
+      distinct_database_codes=results.get("distinct_database_codes"),
+      epochs=config.epochs, train_seconds=results["train_seconds"],
+      wall_seconds=results["wall_seconds"], settings=describe(config))
+
+
+def write_csv(path, rows, columns=None):
   with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(f, fieldnames=list(columns or rows[0]))
     writer.writeheader()
     writer.writerows(rows)
   os.replace(path + ".tmp", path)
 
 
-def _mean_std(values):
-  if len(values) == 1:
-    return f"{values[0]:.4f}"
-  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def summary_table(rows):
-  """Markdown: mAP (mean ± std over seeds) and P@H≤2 per method × bits."""
-  bits = sorted({r["bits"] for r in rows})
-  names = [m for m in methods.METHODS if any(r["method"] == m for r in rows)]
-  best = {}
-  for b in bits:
-    means = {m: statistics.mean(r["mAP"] for r in rows
-                                if r["method"] == m and r["bits"] == b)
-             for m in names}
-    best[b] = max(means, key=means.get)
-  header = ("| method | " + " | ".join(f"mAP {b} bits" for b in bits) +
-            " | " + " | ".join(f"P@H≤2 {b}" for b in bits) + " |")
-  lines = [header, "|---" * (1 + 2 * len(bits)) + "|"]
-  for m in names:
-    cells = []
-    for b in bits:
-      runs = [r for r in rows if r["method"] == m and r["bits"] == b]
-      cell = _mean_std([r["mAP"] for r in runs])
-      cells.append(f"**{cell}**" if best[b] == m else cell)
-    for b in bits:
-      runs = [r for r in rows if r["method"] == m and r["bits"] == b]
-      cells.append(f"{statistics.mean(r['p_h2'] for r in runs):.4f}")
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
-
-
-def plot(path, rows):
-  """map_vs_bits.png: mean mAP against code length, one line per method."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-  figure, axes = pyplot.subplots(figsize=(6, 4))
-  for m in [m for m in methods.METHODS if any(r["method"] == m for r in rows)]:
-    bits = sorted({r["bits"] for r in rows if r["method"] == m})
-    means = [statistics.mean(r["mAP"] for r in rows
-                             if r["method"] == m and r["bits"] == b)
-             for b in bits]
-    axes.plot(bits, means, marker="o", label=m)
-  axes.set_xlabel("bits")
-  axes.set_ylabel("mAP")
-  axes.set_xticks(sorted({r["bits"] for r in rows}))
-  axes.grid(alpha=0.3)
-  axes.legend()
-  figure.tight_layout()
-  figure.savefig(path + ".tmp.png", dpi=120)
-  pyplot.close(figure)
-  os.replace(path + ".tmp.png", path)
+def _number(text, kind=float):
+  return kind(text) if text not in ("", "None", None) else None
 
 
 def read_rows(path):
@@ -216,56 +185,250 @@ def read_rows(path):
   with open(path, encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   for row in rows:
-    for key in ("bits", "seed", "epochs"):
-      row[key] = int(row[key])
-    for key in ("mAP", "p_h2", "train_seconds", "wall_seconds"):
-      row[key] = float(row[key])
-    row["validation_mAP"] = float(row["validation_mAP"] or "nan")
+    for key in ("bits", "seed", "epochs", "distinct_database_codes"):
+      row[key] = _number(row[key], int)
+    for key in ("mAP", "p_h2", "train_seconds", "wall_seconds",
+                "validation_mAP", "classifier_accuracy"):
+      row[key] = _number(row[key])
   return rows
 
 
-def benchmark(out_dir, bits_list, seeds):
-  """Runs every method × bits × seed not already in out_dir/results.csv.
+def parse_grid(entries):
+  """[(protocol, bits, seed)] of --grid entries PROTOCOL:BITS:SEEDS."""
+  runs = []
+  for entry in entries:
+    parts = entry.split(":")
+    if len(parts) != 3:
+      raise ConfigError(f"--grid entries are PROTOCOL:BITS:SEEDS, e.g. "
+                        f"1k5k:12,32:0,1,2. Received: {entry!r}")
+    protocol, bits, seeds = parts
+    try:
+      bits = [int(b) for b in bits.split(",")]
+      seeds = [int(s) for s in seeds.split(",")]
+    except ValueError:
+      raise ConfigError(f"--grid bits and seeds are integers. Received: "
+                        f"{entry!r}") from None
+    if FLAGS.quick:
+      seeds = seeds[:1]
+    runs += [(protocol, b, s) for b in bits for s in seeds]
+  return list(dict.fromkeys(runs))
+
+
+def _mean_sd(values, digits=4):
+  if len(values) == 1:
+    return f"{values[0]:.{digits}f}"
+  return (f"{statistics.mean(values):.{digits}f} ± "
+          f"{statistics.stdev(values):.{digits}f}")
+
+
+def _names(rows):
+  return [m for m in methods.METHODS if any(r["method"] == m for r in rows)]
+
+
+def summary_table(rows):
+  """Markdown: mAP (mean ± sd over seeds), P@H≤2, classifier accuracy and
+  the fewest distinct database codes, per method × bits of one protocol."""
+  bits = sorted({r["bits"] for r in rows})
+  names = _names(rows)
+  cell = {(m, b): [r for r in rows if r["method"] == m and r["bits"] == b]
+          for m in names for b in bits}
+  best = {b: max((m for m in names if cell[(m, b)]), key=lambda m: (
+      statistics.mean(r["mAP"] for r in cell[(m, b)]))) for b in bits}
+  lines = ["| method | " + " | ".join(f"mAP {b} bits" for b in bits) +
+           " | " + " | ".join(f"P@H≤2 {b}" for b in bits) +
+           " | classifier accuracy | fewest distinct codes |",
+           "|---" * (3 + 2 * len(bits)) + "|"]
+  for m in names:
+    cells = []
+    for b in bits:
+      text = _mean_sd([r["mAP"] for r in cell[(m, b)]]) or "–"
+      cells.append(f"**{text}**" if best[b] == m else text)
+    for b in bits:
+      runs = cell[(m, b)]
+      cells.append(f"{statistics.mean(r['p_h2'] for r in runs):.4f}"
+                   if runs else "–")
+    accuracy = [r["classifier_accuracy"] for r in rows if r["method"] == m
+                and r["classifier_accuracy"] is not None]
+    cells.append(_mean_sd(accuracy, 3) if accuracy else "–")
+    distinct = [r["distinct_database_codes"] for r in rows
+                if r["method"] == m and r["distinct_database_codes"]]
+    cells.append(str(min(distinct)) if distinct else "–")
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def paired_differences(rows, reference="dhe"):
+  """Markdown: reference − each other method, per bits, paired by seed."""
+  bits = sorted({r["bits"] for r in rows})
+  score = {(r["method"], r["bits"], r["seed"]): r["mAP"] for r in rows}
+  lines = [f"| {reference} − | " + " | ".join(f"{b} bits" for b in bits) +
+           " |", "|---" * (1 + len(bits)) + "|"]
+  for m in _names(rows):
+    if m == reference:
+      continue
+    cells = []
+    for b in bits:
+      seeds = sorted(s for (n, bb, s) in score if n == m and bb == b and
+                     (reference, b, s) in score)
+      diffs = [score[(reference, b, s)] - score[(m, b, s)] for s in seeds]
+      cells.append(f"{_mean_sd(diffs)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
+                   if diffs else "–")
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  return pyplot
+
+
+def _save(figure, pyplot, path):
+  figure.tight_layout()
+  figure.savefig(path + ".tmp.png", dpi=110)
+  pyplot.close(figure)
+  os.replace(path + ".tmp.png", path)
+
+
+def plot_map_vs_bits(path, rows):
+  """map_vs_bits.png: mean mAP against code length, a panel per protocol."""
+  pyplot = _pyplot()
+  protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+  figure, axes = pyplot.subplots(1, len(protocols), squeeze=False,
+                                 figsize=(5.5 * len(protocols), 4))
+  for axis, protocol in zip(axes[0], protocols):
+    part = [r for r in rows if r["protocol"] == protocol]
+    for m in _names(part):
+      bits = sorted({r["bits"] for r in part if r["method"] == m})
+      means = [statistics.mean(r["mAP"] for r in part
+                               if r["method"] == m and r["bits"] == b)
+               for b in bits]
+      axis.plot(bits, means, marker="o", label=m)
+    axis.set_title(protocol)
+    axis.set_xlabel("bits")
+    axis.set_ylabel("mAP@all")
+    axis.set_xticks(sorted({r["bits"] for r in part}))
+    axis.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=8)
+  _save(figure, pyplot, path)
+
+
+def plot_convergence(path, curves, title):
+  """convergence.png: validation mAP per epoch, one line per method (mean
+  over the seeds given)."""
+  pyplot = _pyplot()
+  figure, axis = pyplot.subplots(figsize=(6, 4))
+  for method, runs in curves.items():
+    epochs = sorted(set.intersection(*(set(map(int, c)) for c in runs)))
+    axis.plot(epochs, [statistics.mean(c[str(e)] for c in runs)
+                       for e in epochs], marker=".", label=method)
+  axis.set_title(title)
+  axis.set_xlabel("epoch")
+  axis.set_ylabel("validation mAP")
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=8)
+  _save(figure, pyplot, path)
+
+
+def run_name(protocol, method, bits, seed):
+  return os.path.join(protocol, f"{method}_{bits}bits_seed{seed}")
+
+
+def _curve(directory):
+  path = os.path.join(directory, "metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get("validation_curve")
+
+
+def benchmark(out_dir, runs):
+  """Runs every method × (protocol, bits, seed) not already in
+  out_dir/results.csv, then writes the tables and pictures.
 
   An interrupted benchmark continues where it stopped when run again with
   the same --out_dir; runs it had not finished start over.
   """
-  rows = read_rows(os.path.join(out_dir, "results.csv"))
-  done = {(r["method"], r["bits"], r["seed"]) for r in rows}
-  for bits in bits_list:
-    for seed in seeds:
-      for method in FLAGS.methods:
-        if (method, bits, seed) in done:
-          continue
-        config = dataclasses.replace(base_config(method), bits=bits, seed=seed)
-        name = f"{method}_{bits}bits_seed{seed}"
-        directory = os.path.join(out_dir, "runs", name)
-        shutil.rmtree(directory, ignore_errors=True)  # An unfinished run.
-        results = run_one(config, directory)
-        rows.append(_row(config, results))
-        print(f"{name}: mAP {results['mAP']:.4f} (validation "
-              f"{results.get('validation_mAP', float('nan')):.4f}) in "
-              f"{results['wall_seconds']} s", flush=True)
-        write_csv(os.path.join(out_dir, "results.csv"), rows)
+  path = os.path.join(out_dir, "results.csv")
+  rows = read_rows(path)
+  done = {(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
+  todo = [(p, m, b, s) for p, b, s in runs for m in FLAGS.methods
+          if (p, m, b, s) not in done]
+  for number, (protocol, method, bits, seed) in enumerate(todo):
+    config = dataclasses.replace(base_config(method, protocol), bits=bits,
+                                 seed=seed)
+    name = run_name(protocol, method, bits, seed)
+    directory = os.path.join(out_dir, "runs", name)
+    shutil.rmtree(directory, ignore_errors=True)  # An unfinished run.
+    results = run_one(config, directory)
+    rows.append(_row(config, results))
+    write_csv(path, rows, _COLUMNS)
+    seconds = statistics.mean(r["wall_seconds"] for r in rows)
+    left = len(todo) - number - 1
+    print(f"{name}: mAP {results['mAP']:.4f} (validation "
+          f"{results.get('validation_mAP', float('nan')):.4f}) in "
+          f"{results['wall_seconds']} s; {left} run(s) left, ~"
+          f"{left * seconds / 3600:.1f} h", flush=True)
+  wanted = {(p, b, s) for p, b, s in runs}
   rows = [r for r in rows if r["method"] in FLAGS.methods and
-          r["bits"] in bits_list and r["seed"] in seeds]
-  table = summary_table(rows)
-  caption = (f"{FLAGS.dataset} {FLAGS.protocol}, mAP@all over "
-             f"{len(seeds)} seed(s) (mean ± std), {rows[0]['epochs']} epochs"
-             ". Bold: best mean per code length.\n\n")
+          (r["protocol"], r["bits"], r["seed"]) in wanted]
+  report(out_dir, rows)
+
+
+def report(out_dir, rows):
+  """results.md, map_vs_bits.png and convergence.png of `rows`."""
+  sections = []
+  for protocol in dict.fromkeys(r["protocol"] for r in rows):
+    part = [r for r in rows if r["protocol"] == protocol]
+    seeds = sorted({r["seed"] for r in part})
+    minutes = statistics.mean(r["wall_seconds"] for r in part) / 60
+    sections.append(
+        f"### {FLAGS.dataset}, protocol {protocol}\n\nmAP@all, mean ± sd "
+        f"over seeds {', '.join(map(str, seeds))} where a cell has several; "
+        f"{part[0]['epochs']} epochs, {len(part)} runs of {minutes:.1f} min "
+        "on average. Bold: best mean per code length.\n\n" +
+        summary_table(part) + "\nDHE minus each method, paired by seed "
+        "(mean ± sd; per seed in brackets):\n\n" + paired_differences(part))
+  text = "\n".join(sections)
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(caption + table)
-  plot(os.path.join(out_dir, "map_vs_bits.png"), rows)
-  print(caption + table)
+    f.write(text)
+  plot_map_vs_bits(os.path.join(out_dir, "map_vs_bits.png"), rows)
+  protocol = "1k5k" if any(r["protocol"] == "1k5k" for r in rows) else (
+      rows[0]["protocol"])
+  bits = min(r["bits"] for r in rows if r["protocol"] == protocol)
+  curves = {}
+  for r in rows:
+    if r["protocol"] == protocol and r["bits"] == bits:
+      curve = _curve(os.path.join(out_dir, "runs", run_name(
+          protocol, r["method"], bits, r["seed"])))
+      if curve:
+        curves.setdefault(r["method"], []).append(curve)
+  if curves:
+    plot_convergence(os.path.join(out_dir, "convergence.png"), curves,
+                     f"{FLAGS.dataset} {protocol}, {bits} bits")
+  print(text)
 
 
 def tune(out_dir, bits_list):
-  rows, best = [], {}
+  """Every method's tuning grid, then its best setting with class-balanced
+  batches; resumable (tuning.csv); writes the best to the flagfiles."""
+  path = os.path.join(out_dir, "tuning.csv")
+  rows = read_tuning(path)
   for method in FLAGS.methods:
-    grid = methods.METHODS[method].tuning_grid
-    for trial, setting in enumerate(grid):
+    grid = list(methods.METHODS[method].tuning_grid)
+    for trial in range(len(grid) + 1):
+      if any(r["method"] == method and r["trial"] == trial for r in rows):
+        continue
+      if trial < len(grid):
+        setting = grid[trial]
+      else:  # The best setting so far, with class-balanced batches.
+        best = max((r for r in rows if r["method"] == method),
+                   key=lambda r: r["validation_mAP"])
+        setting = dict(grid[best["trial"]], **BALANCED)
       config = dataclasses.replace(
-          with_setting(base_config(method, use_flagfile=False), setting),
+          with_setting(base_config(method, FLAGS.tune_protocol,
+                                   use_flagfile=False), setting),
           seed=0, evaluate_test=False)
       row = dict(method=method, trial=trial, settings=describe(config))
       for bits in bits_list:
@@ -273,33 +436,58 @@ def tune(out_dir, bits_list):
         results = run_one(dataclasses.replace(config, bits=bits),
                           os.path.join(out_dir, "runs", name))
         row[f"validation_mAP_{bits}"] = results["validation_mAP"]
+        row["wall_seconds"] = results["wall_seconds"]
         print(f"{name} {row['settings']}: validation mAP "
-              f"{results['validation_mAP']:.4f}", flush=True)
+              f"{results['validation_mAP']:.4f} in "
+              f"{results['wall_seconds']} s", flush=True)
       row["validation_mAP"] = statistics.mean(
           row[f"validation_mAP_{bits}"] for bits in bits_list)
+      row["config"] = json.dumps(config_lib.to_json(config))
       rows.append(row)
-      write_csv(os.path.join(out_dir, "tuning.csv"), rows)
-      if method not in best or row["validation_mAP"] > best[method][0]:
-        best[method] = (row["validation_mAP"], config, trial)
-  lines = ["| method | setting | " + " | ".join(
-      f"validation mAP {bits} bits" for bits in bits_list) + " | mean |",
-           "|---|---|" + "---|" * (len(bits_list) + 1)]
+      write_csv(path, rows)
+  write_tuning(out_dir, rows, bits_list)
+
+
+def read_tuning(path):
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
   for row in rows:
-    mark = " (chosen)" if best[row["method"]][2] == row["trial"] else ""
+    row["trial"] = int(row["trial"])
+    for key in row:
+      if key.startswith("validation_mAP") or key == "wall_seconds":
+        row[key] = float(row[key])
+  return rows
+
+
+def write_tuning(out_dir, rows, bits_list):
+  """tuning.md, and the chosen setting of every method into its flagfile."""
+  best = {}
+  for row in rows:
+    if (row["method"] not in best or
+        row["validation_mAP"] > best[row["method"]]["validation_mAP"]):
+      best[row["method"]] = row
+  lines = ["| method | setting | " + " | ".join(
+      f"validation mAP {bits} bits" for bits in bits_list) + " |",
+           "|---|---|" + "---|" * len(bits_list)]
+  for row in rows:
+    mark = " **(chosen)**" if best[row["method"]] is row else ""
     lines.append(f"| {row['method']} | {row['settings']}{mark} | " + " | ".join(
-        f"{row[f'validation_mAP_{bits}']:.4f}" for bits in bits_list) +
-                 f" | {row['validation_mAP']:.4f} |")
+        f"{row[f'validation_mAP_{bits}']:.4f}" for bits in bits_list) + " |")
   with open(os.path.join(out_dir, "tuning.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
-  for method, (score, config, _) in best.items():
+  for method, row in best.items():
+    trials = sum(r["method"] == method for r in rows)
+    config = config_lib.from_json(json.loads(row["config"]))
     write_flagfile(
         flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method), config,
-        f"{method} on {FLAGS.dataset} {FLAGS.protocol}, chosen by "
-        f"tools/benchmark_methods.py --tune: mean validation mAP {score:.4f}"
-        f"\nover {','.join(map(str, bits_list))} bits, seed 0, best of "
-        f"{len(methods.METHODS[method].tuning_grid)} settings (README, 'The "
-        "benchmark'). Runtime: ~1 min on 2\nCPU cores.")
+        f"{method} on {FLAGS.dataset} {FLAGS.tune_protocol}, chosen by "
+        f"tools/benchmark_methods.py --tune: validation mAP "
+        f"{row['validation_mAP']:.4f}\nat {','.join(map(str, bits_list))} "
+        f"bits, seed 0, best of {trials} settings (README, 'The benchmark')."
+        f"\nRuntime: ~{row['wall_seconds'] / 60:.0f} min on 2 CPU cores.")
 
 
 def _integers(name, values):
@@ -315,15 +503,15 @@ def main(argv):
   with errors.reported_in_one_line("benchmark_methods"):
     for method in FLAGS.methods:
       methods.check_method(method)
-    bits_list = _integers("bits", FLAGS.bits)
-    seeds = _integers("seeds", FLAGS.seeds)[:1 if FLAGS.quick else None]
+    runs = parse_grid(FLAGS.grid)
+    tune_bits = _integers("tune_bits", FLAGS.tune_bits)
     out_dir = FLAGS.out_dir or os.path.join(
         "runs", "benchmark_methods_" + time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
     if FLAGS.tune:
-      tune(out_dir, _integers("tune_bits", FLAGS.tune_bits))
+      tune(out_dir, tune_bits)
     else:
-      benchmark(out_dir, bits_list, seeds)
+      benchmark(out_dir, runs)
 
 
 if __name__ == "__main__":
