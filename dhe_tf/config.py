@@ -274,12 +274,18 @@ def read_flagfile(path):
     ConfigError: the file is missing, or sets something that is not a
       field of TrainConfig.
   """
+  return parse_args([f"--flagfile={path}"], source=path)
+
+
+def parse_args(args, *, source="flags"):
+  """{field: value} of the TrainConfig fields that `args` ("--name=value"
+  strings, as dhe_tf.train takes them) set; ConfigError names `source`."""
   flag_values = flags.FlagValues()
   define_flags(flag_values)
   try:
-    flag_values(["flagfile", f"--flagfile={path}"])
+    flag_values(["parse_args", *args])
   except flags.Error as e:
-    raise ConfigError(f"{path}: {e}") from None
+    raise ConfigError(f"{source}: {e}") from None
   return {name: _converted(name, flag_values[name].value)
           for name in FIELDS if flag_values[name].present}
 

@@ -57,6 +57,10 @@ flags.DEFINE_multi_string(
 flags.DEFINE_integer("epochs", 0, "Epochs of every run; 0 = the flagfiles'.")
 flags.DEFINE_string("jit_compile", "", "auto|true|false for every run; "
                     "empty = the flagfiles'.")
+flags.DEFINE_multi_string(
+    "set", [], "FIELD=VALUE of dhe_tf.train set on every run, over the "
+    "flagfiles' and shared settings, e.g. --set=lr_schedule=constant to "
+    "compare recipes; repeat for several.")
 flags.DEFINE_bool("quick", False, "Smoke check: 2 epochs, the first seed.")
 flags.DEFINE_bool("tune", False, "Choose each method's settings: every "
                   "setting of its registry tuning_grid (dhe_tf.methods), then"
@@ -75,7 +79,7 @@ FLAGS = flags.FLAGS
 # recipe chosen from DLBHC's and every method's validation curves (README,
 # "The benchmark").
 SHARED = dict(backbone="cnn", epochs=30, batch_size=128, learning_rate=1e-3,
-              lr_schedule="cosine", augment="shift_flip", jit_compile="auto",
+              lr_schedule="cosine", augment="none", jit_compile="auto",
               validation_fraction=0.1, validation_every=3)
 # The sampler choice tuning adds to every method's grid: P classes × 32.
 BALANCED = dict(sampler="balanced", classes_per_batch=4)
@@ -122,6 +126,8 @@ def base_config(method, protocol, *, use_flagfile=True):
     values["epochs"] = FLAGS.epochs
   if FLAGS.jit_compile:
     values["jit_compile"] = FLAGS.jit_compile
+  values.update(config_lib.parse_args([f"--{s}" for s in FLAGS.set],
+                                      source="--set"))
   values["validation_every"] = min(values["validation_every"],
                                    values["epochs"])
   return config_lib.TrainConfig(**values)
