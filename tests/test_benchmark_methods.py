@@ -41,6 +41,7 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   (tmp_path / "flags").mkdir()
   args = ["--quick", "--dataset=embedded", "--grid=tiny:6:4,5",
           "--methods=dhe,dlbhc,hashnet", "--epochs=1", "--jit_compile=false",
+          "--set=backbone=small_cnn", "--set=fc_units=8",
           f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}"]
   stdout = _run_in_process(*args)
   assert stdout.count(" run(s) left, ~") == 3  # One line per run.
@@ -84,6 +85,9 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   assert (dlbhc["hash_loss_weight"], dlbhc["classification_weight"]) == (0, 1)
   assert (hashnet["hash_loss_weight"],
           hashnet["classification_weight"]) == (1, 0)
+  # --set reaches every run, over the shared settings.
+  for run in (dlbhc, hashnet):
+    assert (run["backbone"], run["fc_units"]) == ("small_cnn", [8])
 
   # Run again: every run is in results.csv already, so none is repeated.
   before = (out / "results.csv").read_text(encoding="utf-8")

@@ -91,7 +91,8 @@ _RECORDED = ("method", "method_params", "sampler", "classes_per_batch",
 
 _COLUMNS = ("protocol", "method", "bits", "seed", "mAP", "validation_mAP",
             "p_h2", "classifier_accuracy", "distinct_database_codes",
-            "epochs", "train_seconds", "wall_seconds", "settings")
+            "epochs", "train_seconds", "wall_seconds", "settings",
+            "validation_curve")
 
 
 def flagfile_path(flags_dir, dataset, method):
@@ -106,6 +107,7 @@ def write_flagfile(path, config, comment):
   lines += [f"# {line}" for line in comment.splitlines()]
   lines += config_lib.flagfile_lines(
       config, _RECORDED + ("dataset", "data_dir", "protocol"))
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
@@ -169,14 +171,17 @@ def _row(config, results):
       classifier_accuracy=results.get("classifier_accuracy"),
       distinct_database_codes=results.get("distinct_database_codes"),
       epochs=config.epochs, train_seconds=results["train_seconds"],
-      wall_seconds=results["wall_seconds"], settings=describe(config))
+      wall_seconds=results["wall_seconds"], settings=describe(config),
+      validation_curve=results.get("validation_curve"))
 
 
 def write_csv(path, rows, columns=None):
   with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=list(columns or rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: json.dumps(value) if isinstance(value, dict)
+                      else value for key, value in row.items()}
+                     for row in rows)
   os.replace(path + ".tmp", path)
 
 
@@ -196,6 +201,7 @@ def read_rows(path):
     for key in ("mAP", "p_h2", "train_seconds", "wall_seconds",
                 "validation_mAP", "classifier_accuracy"):
       row[key] = _number(row[key])
+    row["validation_curve"] = json.loads(row["validation_curve"] or "null")
   return rows
 
 
@@ -341,14 +347,6 @@ def run_name(protocol, method, bits, seed):
   return os.path.join(protocol, f"{method}_{bits}bits_seed{seed}")
 
 
-def _curve(directory):
-  path = os.path.join(directory, "metrics.json")
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f).get("validation_curve")
-
-
 def benchmark(out_dir, runs):
   """Runs every method × (protocol, bits, seed) not already in
   out_dir/results.csv, then writes the tables and pictures.
@@ -405,11 +403,9 @@ def report(out_dir, rows):
   bits = min(r["bits"] for r in rows if r["protocol"] == protocol)
   curves = {}
   for r in rows:
-    if r["protocol"] == protocol and r["bits"] == bits:
-      curve = _curve(os.path.join(out_dir, "runs", run_name(
-          protocol, r["method"], bits, r["seed"])))
-      if curve:
-        curves.setdefault(r["method"], []).append(curve)
+    if r["protocol"] == protocol and r["bits"] == bits and (
+        r["validation_curve"]):
+      curves.setdefault(r["method"], []).append(r["validation_curve"])
   if curves:
     plot_convergence(os.path.join(out_dir, "convergence.png"), curves,
                      f"{FLAGS.dataset} {protocol}, {bits} bits")
@@ -448,9 +444,16 @@ def tune(out_dir, bits_list):
               f"{results['wall_seconds']} s", flush=True)
       row["validation_mAP"] = statistics.mean(
           row[f"validation_mAP_{bits}"] for bits in bits_list)
+      row["validation_curve"] = results.get("validation_curve")
       row["config"] = json.dumps(config_lib.to_json(config))
       rows.append(row)
       write_csv(path, rows)
+      left = sum(len(methods.METHODS[m].tuning_grid) + 1
+                 for m in FLAGS.methods) - sum(
+                     r["method"] in FLAGS.methods for r in rows)
+      seconds = statistics.mean(r["wall_seconds"] for r in rows)
+      print(f"{left} setting(s) left, ~{left * seconds * len(bits_list) / 3600:.1f}"
+            " h", flush=True)
   write_tuning(out_dir, rows, bits_list)
 
 
@@ -464,6 +467,7 @@ def read_tuning(path):
     for key in row:
       if key.startswith("validation_mAP") or key == "wall_seconds":
         row[key] = float(row[key])
+    row["validation_curve"] = json.loads(row["validation_curve"] or "null")
   return rows
 
 
@@ -483,6 +487,13 @@ def write_tuning(out_dir, rows, bits_list):
         f"{row[f'validation_mAP_{bits}']:.4f}" for bits in bits_list) + " |")
   with open(os.path.join(out_dir, "tuning.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
+  curves = {m: [r["validation_curve"]] for m, r in best.items()
+            if r["validation_curve"]}
+  if curves:
+    plot_convergence(
+        os.path.join(out_dir, "convergence.png"), curves,
+        f"{FLAGS.dataset} {FLAGS.tune_protocol}, {bits_list[-1]} bits, "
+        "chosen settings, seed 0")
   print("\n".join(lines))
   for method, row in best.items():
     trials = sum(r["method"] == method for r in rows)
