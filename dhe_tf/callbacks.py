@@ -2,7 +2,8 @@
 
 - `StopOnNaN`: a NaN or infinite loss ends the run with one clear error.
 - `ValidationMAP`: mAP on the held-out validation split, every N epochs,
-  into the logs Keras' TensorBoard callback writes (as val_mAP).
+  and the codes' diagnostics (dhe_tf.diagnostics), into the logs Keras'
+  TensorBoard callback writes (as val_mAP, val_saturated, ...).
 - `LossWarmup`, `HashNetContinuation`: schedules of a loss, set before each
   training step from the optimizer's step count (`training_step`), so a
   resumed run continues them where it stopped.
@@ -11,6 +12,8 @@
 import math
 
 import keras
+from dhe_tf import codes as codes_lib
+from dhe_tf import diagnostics
 from dhe_tf import inference
 from dhe_tf import metrics
 from dhe_tf.errors import TrainingDivergedError
@@ -92,7 +95,9 @@ class ValidationMAP(keras.callbacks.Callback):
   the test queries); the validation database is the images fitted on. The
   value goes into the epoch's logs as "val_mAP", so the History records it
   and keras.callbacks.TensorBoard, placed after this callback, writes it as
-  "epoch_mAP" under logs/validation beside the loss curves.
+  "epoch_mAP" under logs/validation beside the loss curves; so do the
+  diagnostics of dhe_tf.diagnostics.code_diagnostics, as "val_saturated",
+  "val_bit_imbalance" etc. (`self.diagnostics` keeps the last ones).
 
   Args:
     queries: unbatched (image, label) dataset of validation queries.
@@ -113,18 +118,22 @@ class ValidationMAP(keras.callbacks.Callback):
     self.batch_size = batch_size
     self.topk = topk
     self.history = {}
+    self.diagnostics = {}
 
   def on_epoch_end(self, epoch, logs=None):
     done = epoch + 1
     if done % self.every and done != self.epochs:
       return
-    query_codes, query_labels = inference.encode(
+    query_u, query_labels = inference.activations(
         self.model, self.queries, batch_size=self.batch_size)
-    database_codes, database_labels = inference.encode(
+    database_u, database_labels = inference.activations(
         self.model, self.database, batch_size=self.batch_size)
     value = float(metrics.mean_average_precision(
-        query_codes, query_labels, database_codes, database_labels,
-        topk=self.topk))
+        codes_lib.binarize(query_u), query_labels,
+        codes_lib.binarize(database_u), database_labels, topk=self.topk))
     self.history[done] = value
+    self.diagnostics = diagnostics.code_diagnostics(
+        query_u, query_labels, database_u, database_labels)
     if logs is not None:
       logs["val_mAP"] = value
+      logs.update({f"val_{name}": v for name, v in self.diagnostics.items()})

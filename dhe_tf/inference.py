@@ -62,6 +62,19 @@ def encode(model, dataset, *, batch_size, with_logits=False):
   return np.concatenate(codes), np.concatenate(labels)
 
 
+def activations(model, dataset, *, batch_size):
+  """Hash activations u of every image of an unbatched (image, label)
+  dataset: (float32 [N, K] in [0, 1], labels float32 [N, C]), in order."""
+  network = model_lib.encoder(model)
+  values, labels = [], []
+  for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
+                                               training=False):
+    values.append(keras.ops.convert_to_numpy(
+        network(images, training=False)).astype(np.float32))
+    labels.append(batch_labels.numpy())
+  return np.concatenate(values), np.concatenate(labels)
+
+
 def input_shape(model):
   """(H, W, C) of the model's image input."""
   return tuple(int(side) for side in model.inputs[0].shape[1:])

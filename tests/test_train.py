@@ -59,6 +59,18 @@ def test_metrics_beat_random_codes_on_the_same_split(tiny_run):
   with np.load(os.path.join(model_dir, "split.npz")) as split:
     random_map = _random_codes_map(dict(split), bits=12)
   assert results["mAP"] > random_map + 0.1, (results["mAP"], random_map)
+  # The validation curve ends at the last epoch with the reported value, and
+  # the codes' diagnostics of that evaluation come with it.
+  curve = results["validation_curve"]
+  assert curve[max(curve, key=int)] == pytest.approx(
+      results["validation_mAP"], abs=1e-5)
+  assert len(results["train_loss_curve"]) == 10
+  diagnostics = results["validation_diagnostics"]
+  assert 0 <= diagnostics["saturated"] <= 1
+  assert 0 <= diagnostics["quantization_gap"] <= 0.5
+  assert 1 <= diagnostics["distinct_codes"] <= 2**12
+  # Trained codes put images of a class nearer than images of others.
+  assert diagnostics["hamming_similar"] < diagnostics["hamming_dissimilar"]
 
 
 def test_saved_model_reloads_and_encodes(tiny_run):

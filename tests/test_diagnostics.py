@@ -1,0 +1,40 @@
+"""dhe_tf.diagnostics: each number equals its definition on hand-made codes."""
+
+import numpy as np
+import pytest
+
+from dhe_tf import diagnostics
+
+
+def test_every_diagnostic_equals_its_definition():
+  # Database: 4 images × 3 bits; codes 110, 110, 001, 011.
+  database = np.array([[0.99, 0.7, 0.2],
+                       [0.6, 0.98, 0.01],
+                       [0.3, 0.4, 0.97],
+                       [0.1, 0.51, 0.5]], np.float32)
+  database_labels = np.eye(2, dtype=np.float32)[[0, 0, 1, 1]]
+  # Queries: codes 110 (class 0) and 011 (class 1).
+  queries = np.array([[0.9, 0.9, 0.1], [0.1, 0.9, 0.9]], np.float32)
+  query_labels = np.eye(2, dtype=np.float32)[[0, 1]]
+  result = diagnostics.code_diagnostics(queries, query_labels, database,
+                                        database_labels)
+  # Saturated (within 0.05 of 0 or 1): 0.99, 0.98, 0.01, 0.97 of 12.
+  assert result["saturated"] == pytest.approx(4 / 12)
+  codes = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]])
+  assert result["quantization_gap"] == pytest.approx(
+      np.abs(database - codes).mean())
+  # Bit means 0.5, 0.75, 0.5 → |·−½| = 0, ¼, 0.
+  assert result["bit_imbalance"] == pytest.approx(0.25 / 3)
+  assert result["distinct_codes"] == 3
+  # Query 110: database distances 0, 0 (same class), 3, 2 (other).
+  # Query 011: 2, 2 (other class), 1, 0 (same class).
+  assert result["hamming_similar"] == pytest.approx((0 + 0 + 1 + 0) / 4)
+  assert result["hamming_dissimilar"] == pytest.approx((3 + 2 + 2 + 2) / 4)
+
+
+def test_no_pair_of_a_kind_is_nan_not_an_error():
+  u = np.array([[0.9, 0.1]], np.float32)
+  labels = np.array([[1.0, 0.0]], np.float32)
+  result = diagnostics.code_diagnostics(u, labels, u, labels)
+  assert result["hamming_similar"] == 0
+  assert np.isnan(result["hamming_dissimilar"])
