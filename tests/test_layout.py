@@ -14,8 +14,7 @@ _PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "dhe_tf")
 
 LAYERS = (
-    ("errors", "downloads", "codes", "metrics", "plots", "diagnostics",
-     "batching"),
+    ("errors", "downloads", "codes", "metrics", "plots", "diagnostics"),
     ("data.*",),
     ("model", "losses", "baselines"),
     ("inference", "callbacks"),
@@ -25,8 +24,7 @@ LAYERS = (
     ("evaluator", "objective"),
     ("trainer",),
     ("exporter", "index.*", "searcher"),
-    ("service_images", "service", "http_api"),
-    ("train", "evaluate", "export", "search", "serve", "__init__"),
+    ("train", "evaluate", "export", "search", "__init__"),
 )
 # The training loop and its compiled objective.
 TRAINING_CODE = ("trainer", "objective")
@@ -100,8 +98,7 @@ def _reachable(name):
 
 @pytest.mark.parametrize("name", ["evaluator", "exporter", "searcher",
                                   "run_dir", "inference", "index",
-                                  "evaluate", "export", "search",
-                                  "service", "http_api", "serve"])
+                                  "evaluate", "export", "search"])
 def test_evaluation_export_and_search_reach_no_training_code(name):
   assert not _reachable(name) & set(TRAINING_CODE), sorted(
       _reachable(name) & set(TRAINING_CODE))
