@@ -11,7 +11,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["dhe_tf", "dhe_tf.*"]),
     package_data={"dhe_tf.data": ["fashion_mnist_1k.npz",
-                                  "fashion_mnist_1k.LICENSE"]},
+                                  "fashion_mnist_1k.LICENSE"],
+                  # The search service's page (dhe_tf.serve).
+                  "dhe_tf": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",  # 2.16 is the first release built on Keras 3.
@@ -28,7 +30,13 @@ setuptools.setup(
         "faiss-cpu>=1.8",
     ],
     extras_require={
-        "test": ["pytest"],
+        # The browser test drives Debian's chromium and chromium-driver
+        # (apt-get, see .ci/run); requests talks to the service under test.
+        "test": ["pytest", "selenium>=4.10", "requests"],
+        # python -m dhe_tf.serve: FastAPI on uvicorn; python-multipart parses
+        # uploads; Pillow reads image headers (size, format) before decoding.
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart",
+                  "pillow"],
         # The Milvus search backend (dhe_tf.index), tested against embedded
         # Milvus Lite. Milvus Lite 3.x dropped binary vectors (and with them
         # the HAMMING metric), so it stays on 2.5; pymilvus[milvus_lite] 2.5

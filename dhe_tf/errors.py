@@ -8,6 +8,10 @@ class ConfigError(ValueError):
   """A flag or argument has a value that cannot work; the message names it."""
 
 
+class DamagedIndexError(ConfigError):
+  """An index file is missing, truncated, corrupt or of another build."""
+
+
 class DataUnavailableError(RuntimeError):
   """Data or weights are neither on disk nor downloadable; says what to pass."""
 

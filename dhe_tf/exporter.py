@@ -68,16 +68,19 @@ def add_signatures(archive, model, *, center_crop):
                                      name="images")])
 
 
-def _write_description(saved_model_dir, model):
-  """Writes assets.extra/dhe_tf.json: bits, signatures and the model
+def _write_description(saved_model_dir, model, center_crop):
+  """Writes assets.extra/dhe_tf.json: bits, signatures, how images are cut
+  (center_crop, see dhe_tf.inference.decode_image) and the model
   fingerprint that indexes of its codes store too (dhe_tf.index), so an
-  export can be matched with its index. TF Serving ignores assets.extra."""
+  export can be matched with its index (dhe_tf.serve --export_dir reads
+  it). TF Serving ignores assets.extra."""
   extra = os.path.join(saved_model_dir, "assets.extra")
   os.makedirs(extra, exist_ok=True)
   with open(os.path.join(extra, "dhe_tf.json"), "w", encoding="utf-8") as f:
     json.dump({"bits": int(model.get_layer("hash").output.shape[-1]),
                "fingerprint": inference.model_fingerprint(model),
-               "signatures": list(SIGNATURES)}, f, indent=2)
+               "signatures": list(SIGNATURES),
+               "center_crop": bool(center_crop)}, f, indent=2)
     f.write("\n")
 
 
@@ -147,7 +150,7 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
     archive = keras.export.ExportArchive()
     add_signatures(archive, model, center_crop=center_crop)
     archive.write_out(tmp, verbose=False)
-    _write_description(tmp, model)
+    _write_description(tmp, model, center_crop)
     os.rename(tmp, final)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -100,6 +100,31 @@ def _neighbor(index, rank, item, distance):
           "source": index.source(item), "labels": names}
 
 
+def search_packed(index, queries, *, k=10, radius=None):
+  """The neighbors of packed queries in an open index, as query_index
+  gives them (dhe_tf.serve answers with the same function).
+
+  Args:
+    index: an open dhe_tf.index.Index.
+    queries: packed uint8 [Q, ceil(K/8)].
+    k: the number of nearest codes, ≥ 1 (when radius is None).
+    radius: when given, every code within this distance instead.
+
+  Returns:
+    One list per query of {"rank", "id", "distance", "source", "labels"},
+    ordered by (distance, id); places an approximate backend found no code
+    for (id -1) are left out.
+  """
+  if radius is None:
+    rows = zip(*index.search(queries, k))
+  else:
+    rows = index.radius_search(queries, radius)
+  return [[_neighbor(index, rank, item, distance)
+           for rank, (item, distance) in
+           enumerate(((i, d) for i, d in zip(ids, distances) if i >= 0), 1)]
+          for ids, distances in rows]
+
+
 def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
                 radius=None, batch_size=256):
   """Searches the index for images or codes.
@@ -125,16 +150,9 @@ def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
   with index_lib.open_index(index_path) as index:
     names, queries = _query_codes(index, model_dir=model_dir, images=images,
                                   codes=codes, batch_size=batch_size)
-    if radius is None:
-      rows = zip(*index.search(queries, k))
-    else:
-      rows = index.radius_search(queries, radius)
-    results = [
-        {"query": name,
-         "neighbors": [_neighbor(index, rank, item, distance)
-                       for rank, (item, distance) in
-                       enumerate(zip(ids, distances), 1)]}
-        for name, (ids, distances) in zip(names, rows)]
+    results = [{"query": name, "neighbors": neighbors}
+               for name, neighbors in zip(
+                   names, search_packed(index, queries, k=k, radius=radius))]
     mode = {"k": int(k)} if radius is None else {"radius": int(radius)}
     return {"index": index_path, "bits": index.bits, **mode,
             "results": results}

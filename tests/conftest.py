@@ -75,3 +75,60 @@ def other_small_run(tmp_path_factory):
   """Like small_run, with other weights: another model of 12 bits."""
   model_dir = str(tmp_path_factory.mktemp("other_run") / "run")
   return model_dir, make_small_run(model_dir, seed=1)
+
+
+def free_port():
+  """A TCP port on 127.0.0.1 that nothing listens on now."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def search_service(trained_run, tmp_path_factory):
+  """`python -m dhe_tf.serve` as a real process on a free loopback port, over
+  an index of the trained run's query part (100 images), shared by the API
+  and browser tests (tests/test_serve*.py).
+
+  Yields a dict: url, index, model_dir, process.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import requests  # pylint: disable=g-import-not-at-top
+  from dhe_tf import searcher  # pylint: disable=g-import-not-at-top
+  model_dir, _ = trained_run
+  folder = tmp_path_factory.mktemp("served")
+  index = str(folder / "index")
+  searcher.build_index(model_dir, index, part="query")
+  port = free_port()
+  log = open(folder / "serve.log", "w+", encoding="utf-8")
+  process = subprocess.Popen(
+      [sys.executable, "-m", "dhe_tf.serve", f"--model_dir={model_dir}",
+       f"--index={index}", f"--port={port}", "--max_upload_bytes=1000000",
+       "--max_pixels=1000000", "--max_k=50"],
+      stdout=log, stderr=subprocess.STDOUT)
+  url = f"http://127.0.0.1:{port}"
+  deadline = time.monotonic() + 180
+  while True:
+    if process.poll() is not None:
+      log.seek(0)
+      raise AssertionError(f"dhe_tf.serve exited: {log.read()[-3000:]}")
+    try:
+      if requests.get(f"{url}/healthz", timeout=5).ok:
+        break
+    except requests.ConnectionError:
+      pass
+    if time.monotonic() > deadline:
+      process.kill()
+      raise AssertionError("dhe_tf.serve did not answer within 180 s")
+    time.sleep(0.2)
+  yield dict(url=url, index=index, model_dir=model_dir, process=process,
+             log=str(folder / "serve.log"))
+  process.terminate()
+  try:
+    process.wait(timeout=30)
+  except subprocess.TimeoutExpired:
+    process.kill()
+  log.close()

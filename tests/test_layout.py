@@ -14,7 +14,8 @@ _PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "dhe_tf")
 
 LAYERS = (
-    ("errors", "downloads", "codes", "metrics", "plots", "diagnostics"),
+    ("errors", "downloads", "codes", "metrics", "plots", "diagnostics",
+     "batching"),
     ("data.*",),
     ("model", "losses", "baselines"),
     ("inference", "callbacks"),
@@ -24,7 +25,8 @@ LAYERS = (
     ("evaluator", "objective"),
     ("trainer",),
     ("exporter", "index.*", "searcher"),
-    ("train", "evaluate", "export", "search", "__init__"),
+    ("service_images", "service", "http_api"),
+    ("train", "evaluate", "export", "search", "serve", "__init__"),
 )
 # The training loop and its compiled objective.
 TRAINING_CODE = ("trainer", "objective")
@@ -98,7 +100,8 @@ def _reachable(name):
 
 @pytest.mark.parametrize("name", ["evaluator", "exporter", "searcher",
                                   "run_dir", "inference", "index",
-                                  "evaluate", "export", "search"])
+                                  "evaluate", "export", "search",
+                                  "service", "http_api", "serve"])
 def test_evaluation_export_and_search_reach_no_training_code(name):
   assert not _reachable(name) & set(TRAINING_CODE), sorted(
       _reachable(name) & set(TRAINING_CODE))

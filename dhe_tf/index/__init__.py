@@ -6,7 +6,8 @@ path and renamed into place, so a failed build never leaves a partial index
 
     INDEX/index.json   format, bits, count, backend and its settings, the
                        fingerprint of the model that made the codes,
-                       class names
+                       class names, and the size and SHA-256 of every
+                       other file (checked at open: dhe_tf.index.checksums)
     INDEX/codes.npz    packed uint8 [N, ceil(K / 8)], sources UTF-8 [N]
                        (the image path, or "<dataset>[<i>]" for in-memory
                        data; [0] when none), labels uint8 [N, C] (C = 0
@@ -45,19 +46,22 @@ import numpy as np
 from dhe_tf import codes
 from dhe_tf import run_dir
 from dhe_tf.errors import ConfigError
+from dhe_tf.index import checksums
 from dhe_tf.index.backend import Backend
 from dhe_tf.index.backend import Setting
 from dhe_tf.index.faiss_backend import FaissBackend
 from dhe_tf.index.milvus_backend import MilvusBackend
 
-FORMAT = 1
+# 2: index.json records the checksum of each file.
+FORMAT = 2
 # The registry: every search backend by name ("faiss" is the default).
 BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend}
-_MANIFEST = "index.json"
+_MANIFEST = checksums.MANIFEST
 _CODES = "codes.npz"
 
 __all__ = ["BACKENDS", "Backend", "FORMAT", "Index", "Setting", "build",
-           "check_backend", "check_k", "check_radius", "open_index"]
+           "check_backend", "check_k", "check_radius", "open_index",
+           "read_manifest"]
 
 
 def check_backend(backend):
@@ -96,7 +100,10 @@ def _install(tmp, path):
   os.rmdir(old)
   os.rename(path, old)
   os.rename(tmp, path)
-  manifest = run_dir.read_json(os.path.join(old, _MANIFEST))
+  try:
+    manifest = run_dir.read_json(os.path.join(old, _MANIFEST))
+  except (OSError, ValueError):
+    manifest = None  # A damaged index replaced: nothing of it to drop.
   shutil.rmtree(old, ignore_errors=True)
   return manifest
 
@@ -169,7 +176,7 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
     recorded = backend_class.write(tmp, packed, bits, settings)
     manifest = dict(format=FORMAT, bits=bits, count=count, backend=backend,
                     fingerprint=fingerprint, class_names=list(class_names),
-                    settings=recorded)
+                    settings=recorded, files=checksums.record(tmp))
     run_dir.write_json(os.path.join(tmp, _MANIFEST), manifest)
     os.chmod(tmp, 0o755)
     replaced = _install(tmp, path)
@@ -258,22 +265,38 @@ class Index:
     self.close()
 
 
-def open_index(path):
-  """Opens the index at `path`.
+def read_manifest(path):
+  """index.json of the index at `path`, its files verified (see
+  dhe_tf.index.checksums), without opening the backend.
 
   Raises:
     ConfigError: no index there, or one of another format.
+    DamagedIndexError: index.json or another file of the index is missing,
+      truncated, corrupt or of another build; the message names it.
   """
   manifest_path = os.path.join(path, _MANIFEST)
   if not os.path.isfile(manifest_path):
     raise ConfigError(f"No index at {path}: build one with "
                       "`python -m dhe_tf.search build`.")
-  manifest = run_dir.read_json(manifest_path)
+  manifest = checksums.read_manifest(path)
   if manifest.get("format") != FORMAT:
     raise ConfigError(f"The index at {path} has format "
                       f"{manifest.get('format')!r}; this version reads "
                       f"format {FORMAT}: rebuild it.")
+  checksums.check_fields(path, manifest)
   check_backend(manifest["backend"])
+  checksums.verify(path, manifest["files"])
+  return manifest
+
+
+def open_index(path):
+  """Opens the index at `path`, after verifying its files (read_manifest).
+
+  Raises:
+    ConfigError: no index there, or one of another format.
+    DamagedIndexError: a file of the index is damaged (read_manifest).
+  """
+  manifest = read_manifest(path)
   with np.load(os.path.join(path, _CODES), allow_pickle=False) as arrays:
     packed, sources, labels = (arrays["packed"], arrays["sources"],
                                arrays["labels"])

@@ -1,0 +1,163 @@
+"""The service's engine in-process (dhe_tf.service.Service): a damaged index
+is named, in the service and in dhe_tf.search alike; an exported SavedModel
+and the Milvus backend give the same answers as the run and FAISS."""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dhe_tf import exporter
+from dhe_tf import index as index_lib
+from dhe_tf import searcher
+from dhe_tf import service as service_lib
+from dhe_tf.data import datasets
+from dhe_tf.errors import ConfigError
+from dhe_tf.errors import DamagedIndexError
+from dhe_tf.service_images import RequestError
+
+_REBUILD = ": rebuild the index with `python -m dhe_tf.search build`."
+
+
+@pytest.fixture(scope="module")
+def engine(small_run, tmp_path_factory):
+  """(Service over an index of the small run's query part, index path,
+  PNG bytes of 3 embedded images)."""
+  model_dir, _ = small_run
+  index = str(tmp_path_factory.mktemp("engine") / "index")
+  searcher.build_index(model_dir, index, part="query")
+  service = service_lib.Service(index, model_dir=model_dir)
+  images, _ = datasets.load_embedded_arrays()
+  pngs = [tf.io.encode_png(images[i]).numpy() for i in (3, 400, 9000)]
+  yield service, index, pngs
+  service.close()
+
+
+def _copy(index, tmp_path):
+  damaged = str(tmp_path / "copy")
+  shutil.copytree(index, damaged)
+  return damaged
+
+
+def test_a_damaged_index_is_named_not_crashed_on(engine, tmp_path,
+                                                 other_small_run):
+  _, index, _ = engine
+  cases = []
+  truncated = _copy(index, tmp_path / "a")
+  path = os.path.join(truncated, "faiss.index")
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    f.truncate(size - 8)
+  cases.append((truncated, f"The index file {path} is truncated "
+                f"({size - 8:,} bytes, index.json records {size:,})"))
+  corrupt = _copy(index, tmp_path / "b")
+  path = os.path.join(corrupt, "codes.npz")
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    f.write(b"\x00\x01\x02")
+  cases.append((corrupt, f"The index file {path} does not match its checksum "
+                "in index.json (corrupt, or from another build)"))
+  missing = _copy(index, tmp_path / "c")
+  os.remove(os.path.join(missing, "codes.npz"))
+  cases.append((missing, f"The index file {missing}/codes.npz is missing"))
+  bad_json = _copy(index, tmp_path / "d")
+  with open(os.path.join(bad_json, "index.json"), "w") as f:
+    f.write('{"format": 2, "bits": ')
+  cases.append((bad_json, f"The index file {bad_json}/index.json is corrupt "
+                "(not valid JSON: "))
+  # Two builds mixed: another model's codes.npz next to this faiss.index.
+  mixed = _copy(index, tmp_path / "e")
+  other = str(tmp_path / "other")
+  searcher.build_index(other_small_run[0], other, part="query")
+  shutil.copy(os.path.join(other, "codes.npz"), mixed)
+  cases.append((mixed, f"The index file {mixed}/codes.npz does not match"))
+  for path, message in cases:
+    # dhe_tf.search query, and the service (at start and on reload).
+    for open_it in (lambda p: searcher.query_index(p, codes=["0" * 12], k=3),
+                    index_lib.read_manifest):
+      with pytest.raises(DamagedIndexError) as raised:
+        open_it(path)
+      assert str(raised.value).startswith(message), str(raised.value)
+      assert str(raised.value).endswith(_REBUILD)
+
+
+def test_the_engine_answers_as_search_query_and_limits_requests(engine,
+                                                                small_run,
+                                                                tmp_path):
+  service, index, pngs = engine
+  paths = []
+  for i, png in enumerate(pngs):
+    paths.append(str(tmp_path / f"{i}.png"))
+    with open(paths[-1], "wb") as f:
+      f.write(png)
+  want = searcher.query_index(index, model_dir=small_run[0], images=paths,
+                              k=8)["results"]
+  for png, expected in zip(pngs, want):
+    found = service.search(image=png, k=8)
+    assert found["results"] == expected["neighbors"]
+  assert service.batcher.batch_sizes  # Images went through the batcher.
+  with pytest.raises(RequestError, match="over the limit") as raised:
+    service_lib.Service(index, model_dir=small_run[0],
+                        max_upload_bytes=10).encode_image(pngs[0])
+  assert raised.value.status == 413
+  with pytest.raises(ConfigError, match=re.escape(
+      "max_k must be a positive integer. Received: max_k=0")):
+    service_lib.Service(index, model_dir=small_run[0], max_k=0)
+
+
+def test_another_models_index_is_refused(engine, other_small_run):
+  _, index, _ = engine
+  with pytest.raises(ConfigError, match="was built by another model"):
+    service_lib.Service(index, model_dir=other_small_run[0])
+
+
+def test_an_exported_model_serves_the_same_answers(engine, small_run,
+                                                   tmp_path):
+  service, index, pngs = engine
+  version = exporter.export_run(small_run[0], str(tmp_path / "exported"))
+  with open(os.path.join(version, "assets.extra", "dhe_tf.json")) as f:
+    assert json.load(f)["center_crop"] is False
+  exported = service_lib.Service(index, export_dir=version)
+  try:
+    assert exported.info()["fingerprint"] == service.info()["fingerprint"]
+    for png in pngs:
+      assert (exported.search(image=png, k=5)["results"] ==
+              service.search(image=png, k=5)["results"])
+  finally:
+    exported.close()
+
+
+def test_milvus_behind_the_service_gives_the_same_answers(engine, small_run,
+                                                          tmp_path):
+  for module in ("pymilvus", "milvus_lite"):
+    if importlib.util.find_spec(module) is None:
+      pytest.skip(f"the milvus backend needs {module}")
+  service, index, pngs = engine
+  path = str(tmp_path / "milvus_index")
+  with index_lib.open_index(index) as faiss_index:
+    index_lib.build(path, faiss_index.packed, bits=faiss_index.bits,
+                    fingerprint=faiss_index.fingerprint,
+                    sources=[faiss_index.source(i)
+                             for i in range(len(faiss_index))],
+                    labels=faiss_index.labels,
+                    class_names=faiss_index.class_names, backend="milvus")
+  milvus = service_lib.Service(path, model_dir=small_run[0])
+  try:
+    assert milvus.info()["backend"] == "milvus"
+    for png in pngs:
+      assert (milvus.search(image=png, k=9)["results"] ==
+              service.search(image=png, k=9)["results"])
+    code = service.search(image=pngs[0], k=1)["bits"]
+    assert (milvus.search(code=code, radius=3)["results"] ==
+            service.search(code=code, radius=3)["results"])
+    milvus.reload()  # Milvus Lite released and opened again.
+    assert np.array_equal(
+        [hit["id"] for hit in milvus.search(code=code, k=4)["results"]],
+        [hit["id"] for hit in service.search(code=code, k=4)["results"]])
+  finally:
+    milvus.close()
