@@ -67,6 +67,9 @@ flags.DEFINE_bool("tune", False, "Choose each method's settings: every "
                   " the best one with class-balanced batches, by validation "
                   "mAP at --tune_bits on --tune_protocol, seed 0; write the "
                   "best to the flagfiles.")
+flags.DEFINE_bool("report_only", False, "Run nothing: write the tables and "
+                  "pictures of what --out_dir holds (after an interrupted "
+                  "sitting).")
 flags.DEFINE_string("tune_protocol", "1k5k", "Protocol of the tuning runs.")
 flags.DEFINE_list("tune_bits", ["12"], "Code lengths of the tuning runs "
                   "(mean validation mAP over them decides).")
@@ -358,7 +361,7 @@ def benchmark(out_dir, runs):
   rows = read_rows(path)
   done = {(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
   todo = [(p, m, b, s) for p, b, s in runs for m in FLAGS.methods
-          if (p, m, b, s) not in done]
+          if (p, m, b, s) not in done and not FLAGS.report_only]
   for number, (protocol, method, bits, seed) in enumerate(todo):
     config = dataclasses.replace(base_config(method, protocol), bits=bits,
                                  seed=seed)
@@ -417,7 +420,7 @@ def tune(out_dir, bits_list):
   batches; resumable (tuning.csv); writes the best to the flagfiles."""
   path = os.path.join(out_dir, "tuning.csv")
   rows = read_tuning(path)
-  for method in FLAGS.methods:
+  for method in [] if FLAGS.report_only else FLAGS.methods:
     grid = list(methods.METHODS[method].tuning_grid)
     for trial in range(len(grid) + 1):
       if any(r["method"] == method and r["trial"] == trial for r in rows):
@@ -481,8 +484,13 @@ def write_tuning(out_dir, rows, bits_list):
   lines = ["| method | setting | " + " | ".join(
       f"validation mAP {bits} bits" for bits in bits_list) + " |",
            "|---|---|" + "---|" * len(bits_list)]
+  complete = {m for m in best if sum(r["method"] == m for r in rows) >=
+              len(methods.METHODS[m].tuning_grid) + 1}
   for row in rows:
-    mark = " **(chosen)**" if best[row["method"]] is row else ""
+    mark = ""
+    if best[row["method"]] is row:
+      mark = (" **(chosen)**" if row["method"] in complete
+              else " (best so far)")
     lines.append(f"| {row['method']} | {row['settings']}{mark} | " + " | ".join(
         f"{row[f'validation_mAP_{bits}']:.4f}" for bits in bits_list) + " |")
   with open(os.path.join(out_dir, "tuning.md"), "w", encoding="utf-8") as f:
@@ -497,6 +505,8 @@ def write_tuning(out_dir, rows, bits_list):
   print("\n".join(lines))
   for method, row in best.items():
     trials = sum(r["method"] == method for r in rows)
+    if trials < len(methods.METHODS[method].tuning_grid) + 1:
+      continue  # Not tuned to the end yet: its flagfile stays as it is.
     config = config_lib.from_json(json.loads(row["config"]))
     write_flagfile(
         flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method), config,
