@@ -80,29 +80,24 @@ def check_sampler(sampler, classes_per_batch, *, batch_size, num_classes):
                       f"{received}")
 
 
-def _class_counts(dataset):
-  """Images per class of a single-label (image, one-hot label) dataset."""
-  num_classes = dataset.element_spec[1].shape[-1]
-  def add(state, label):
-    counts, bad = state
-    return (counts + tf.cast(label > 0, tf.int64),
-            bad + tf.cast(tf.math.count_nonzero(label) != 1, tf.int64))
-  counts, bad = dataset.map(lambda image, label: label).reduce(
-      (tf.zeros([num_classes], tf.int64), tf.constant(0, tf.int64)), add)
-  if bad:
-    raise ConfigError(f"--sampler=balanced needs single-label data; {int(bad)}"
-                      " training images do not have exactly one label.")
-  return counts.numpy()
+def _in_memory(dataset):
+  """(images, labels) numpy arrays of an unbatched (image, label) dataset."""
+  parts = list(dataset.batch(4096).as_numpy_iterator())
+  return (np.concatenate([x for x, _ in parts]),
+          np.concatenate([y for _, y in parts]))
 
 
 def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
   """Class-balanced sampling: each batch is P = classes_per_batch distinct
-  classes × batch_size / P images of each, in runs of one class.
+  classes × M = batch_size / P images of each, in runs of one class.
 
-  The classes of each batch are a stateless shuffle of the classes present,
-  seeded by a stream that is new every epoch (and a function of `seed`);
-  each class's images are reshuffled on each pass through them. An epoch
-  has as many batches as a shuffle over the same images, N // batch_size.
+  Per batch, the P classes are a stateless shuffle of the classes present,
+  and each class's M images a stateless shuffle of its images (a class with
+  fewer than M repeats them), drawn from a stream that is new every epoch
+  and a function of `seed`. An epoch has as many batches as a shuffle over
+  the same images, N // batch_size. The images are held in memory and
+  gathered by index (single-label datasets are in-memory arrays), so a
+  batch costs what a shuffled one does.
 
   Args:
     dataset: unbatched (image, one-hot label float32 [C]) of known size.
@@ -116,26 +111,45 @@ def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
   Raises:
     ConfigError: multi-label data, or an impossible P.
   """
-  counts = _class_counts(dataset)
-  present = np.flatnonzero(counts)
+  images, labels = _in_memory(dataset)
+  bad = int(np.sum(np.count_nonzero(labels, axis=1) != 1))
+  if bad:
+    raise ConfigError(f"--sampler=balanced needs single-label data; {bad} "
+                      "training images do not have exactly one label.")
+  class_ids = np.argmax(labels, axis=1)
+  present = np.unique(class_ids)
   check_sampler("balanced", classes_per_batch, batch_size=batch_size,
                 num_classes=len(present))
-  buffer = max(shuffle_buffer_size(dataset.element_spec) // len(present), 1)
-  per_class = [
-      dataset.filter(lambda x, y, c=c: tf.equal(tf.argmax(y), c)).shuffle(
-          int(min(buffer, counts[c])), seed=seed,
-          reshuffle_each_iteration=True).repeat() for c in present]
-  steps = int(counts.sum()) // batch_size
-  def choose(random):
-    order = tf.argsort(tf.random.stateless_uniform(
-        [len(present)], tf.stack([random, tf.constant(1, tf.int64)])))
-    return tf.repeat(order[:classes_per_batch],
-                     batch_size // classes_per_batch)
-  choice = tf.data.Dataset.random(
+  counts = np.array([np.sum(class_ids == c) for c in present])
+  # Row i: the positions of the images of class present[i], padded.
+  members = np.zeros((len(present), counts.max()), np.int64)
+  for row, c in enumerate(present):
+    members[row, :counts[row]] = np.flatnonzero(class_ids == c)
+  members, counts = tf.constant(members), tf.constant(counts, tf.int64)
+  per_class = batch_size // classes_per_batch
+  steps = len(class_ids) // batch_size
+
+  def batch_positions(random):
+    chosen = tf.argsort(tf.random.stateless_uniform(
+        [len(present)], tf.stack([random, tf.constant(1, tf.int64)])))[
+            :classes_per_batch]
+    sizes = tf.gather(counts, chosen)
+    keys = tf.random.stateless_uniform(
+        [classes_per_batch, members.shape[1]],
+        tf.stack([random, tf.constant(2, tf.int64)]))
+    valid = tf.range(members.shape[1], dtype=tf.int64)[None] < sizes[:, None]
+    order = tf.argsort(tf.where(valid, keys, 2.0), axis=1)  # Valid first.
+    slots = tf.gather(order, tf.range(per_class, dtype=tf.int64)[None] %
+                      sizes[:, None], batch_dims=1)
+    return tf.reshape(tf.gather(tf.gather(members, chosen), slots,
+                                batch_dims=1), [-1])
+
+  images, labels = tf.constant(images), tf.constant(labels)
+  return tf.data.Dataset.random(
       seed=seed, rerandomize_each_iteration=True).take(steps).map(
-          choose).unbatch().map(lambda i: tf.cast(i, tf.int64))
-  return tf.data.Dataset.choose_from_datasets(per_class, choice).apply(
-      tf.data.experimental.assert_cardinality(steps * batch_size))
+          batch_positions).unbatch().map(
+              lambda i: (tf.gather(images, i), tf.gather(labels, i))).apply(
+                  tf.data.experimental.assert_cardinality(steps * batch_size))
 
 
 def batches(dataset, *, batch_size, training, seed=None, augment="none",
