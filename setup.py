@@ -43,6 +43,16 @@ setuptools.setup(
         # would pull Lite 3.x, hence the explicit pin. Lite 2.5 imports
         # pkg_resources, which setuptools 81 removes.
         "milvus": ["pymilvus==2.5.18", "milvus-lite==2.5.1", "setuptools<81"],
+        # python -m dhe_tf.encode: the Apache Beam pipeline from images to
+        # Parquet code shards (read back by pyarrow, which tensorflow-datasets
+        # already needs). Checked with pip on Python 3.11: apache-beam 2.77.0
+        # resolves with TensorFlow 2.21. The compromise: Beam caps
+        # protobuf < 7, pillow < 13, pyarrow < 26 and numpy < 2.5, which
+        # TensorFlow 2.21 does not (it takes protobuf 6.31.1 to < 8), so
+        # with this extra pip installs protobuf 6.33, pillow 12.3 and
+        # pyarrow 25. No Beam cloud extra: add apache-beam[gcp] (Dataflow,
+        # gs://), [aws] (s3://) or [hadoopfilesystem] to read from there.
+        "beam": ["apache-beam==2.77.0", "pyarrow>=14,<26"],
     },
     license="Apache-2.0",
 )

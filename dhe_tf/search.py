@@ -5,6 +5,9 @@ r"""Builds an index of a model's binary codes; queries it by Hamming distance.
     # ... or of image files: a folder, or a comma-separated list of files
     python -m dhe_tf.search build --model_dir=RUN --index=INDEX \
         --images=photos/
+    # ... or of the code shards of `python -m dhe_tf.encode`, not encoded
+    # again (--model_dir, when given, must be the model that made them):
+    python -m dhe_tf.search build --from_codes=CODES --index=INDEX
     # In Milvus: embedded Milvus Lite in INDEX/milvus.db, or a server
     python -m dhe_tf.search build --model_dir=RUN --index=INDEX \
         --backend=milvus [--milvus_uri=http://host:19530]
@@ -41,6 +44,9 @@ flags.DEFINE_list("images", [],
                   "Image files or folders (their .jpg/.jpeg/.png/.gif/.bmp "
                   "files): build indexes them instead of a dataset part; "
                   "query searches for them.")
+flags.DEFINE_string("from_codes", None,
+                    "build: a codes directory of dhe_tf.encode: index its "
+                    "codes without encoding images.")
 flags.DEFINE_string("part", "database",
                     "build: the run's dataset part to index when --images "
                     "is not given: database, query or train.")
@@ -89,12 +95,12 @@ def run(command):
   if not FLAGS.index:
     raise ConfigError("--index is required: the index directory.")
   if command == "build":
-    if not FLAGS.model_dir:
+    if not FLAGS.model_dir and not FLAGS.from_codes:
       raise ConfigError("build needs --model_dir: the run whose model "
-                        "encodes the images.")
+                        "encodes the images (or --from_codes).")
     manifest = searcher.build_index(
         FLAGS.model_dir, FLAGS.index, images=FLAGS.images, part=FLAGS.part,
-        backend=FLAGS.backend, settings=_settings(),
+        from_codes=FLAGS.from_codes, backend=FLAGS.backend, settings=_settings(),
         batch_size=FLAGS.batch_size)
     return (f"{manifest['count']} codes of {manifest['bits']} bits "
             f"({manifest['backend']}) → {FLAGS.index}")

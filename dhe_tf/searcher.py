@@ -1,8 +1,9 @@
 """Search by image: a run's binary codes in an index, queried by Hamming distance.
 
 `build_index` encodes a dataset part of a run, or image files, with the
-run's model (as the exported SavedModel encodes them, dhe_tf.inference) and
-stores the codes in a dhe_tf.index backend; `query_index` finds the nearest
+run's model (as the exported SavedModel encodes them, dhe_tf.inference), or
+reads the code shards of dhe_tf.encode (dhe_tf.code_shards), and stores the
+codes in a dhe_tf.index backend; `query_index` finds the nearest
 codes to images or to given codes. `python -m dhe_tf.search` is their
 command line.
 """
@@ -11,6 +12,7 @@ import os
 
 import numpy as np
 
+from dhe_tf import code_shards
 from dhe_tf import codes as codes_lib
 from dhe_tf import evaluator
 from dhe_tf import index as index_lib
@@ -36,15 +38,39 @@ def _encode_part(run, part, batch_size):
   return codes, sources, labels, data.class_names
 
 
+def _from_codes(model_dir, codes_dir):
+  """(packed, bits, fingerprint, sources, labels, class names) of shards,
+  in id order, after checking that the run's model made them."""
+  manifest, _, sources, packed, labels = code_shards.read_codes(codes_dir)
+  if model_dir:
+    run = run_dir.load_run(model_dir)
+    if inference.model_fingerprint(run.model) != manifest["fingerprint"]:
+      raise ConfigError(
+          f"The codes at {codes_dir} were made by another model "
+          f"(fingerprint {manifest['fingerprint'][:12]}…) than the model of "
+          f"{model_dir}: encode them again with its export.")
+  if not len(packed):
+    raise ConfigError(f"The codes at {codes_dir} hold no code "
+                      f"({manifest['rejects']} rejects).")
+  return (packed, manifest["bits"], manifest["fingerprint"], sources,
+          labels if labels.shape[1] else None, manifest["class_names"]
+          if labels.shape[1] else ())
+
+
 def build_index(model_dir, index_path, *, images=(), part="database",
-                backend="faiss", settings=None, batch_size=256):
-  """Encodes a run's dataset part, or image files, into an index.
+                from_codes=None, backend="faiss", settings=None,
+                batch_size=256):
+  """Encodes a run's dataset part, or image files, into an index; or
+  indexes the code shards of dhe_tf.encode without encoding.
 
   Args:
-    model_dir: a finished dhe_tf.train run.
+    model_dir: a finished dhe_tf.train run; with `from_codes` it may be
+      None, else its model must be the one that made the codes.
     index_path: the index directory to write (an index there is replaced).
     images: image files or folders; empty for the dataset part `part`.
     part: "database", "query" or "train".
+    from_codes: a codes directory of dhe_tf.encode, instead of encoding;
+      the index holds its codes in id order (dhe_tf.code_shards).
     backend: one of dhe_tf.index.BACKENDS.
     settings: backend settings (see dhe_tf.index.build).
     batch_size: images per encoding batch.
@@ -53,6 +79,15 @@ def build_index(model_dir, index_path, *, images=(), part="database",
     The index manifest.
   """
   index_lib.check_backend(backend)
+  if from_codes:
+    if images:
+      raise ConfigError("Give --from_codes or --images, not both.")
+    packed, bits, fingerprint, sources, labels, class_names = _from_codes(
+        model_dir, from_codes)
+    return index_lib.build(index_path, packed, bits=bits,
+                           fingerprint=fingerprint, sources=sources,
+                           labels=labels, class_names=class_names,
+                           backend=backend, settings=settings)
   run = run_dir.load_run(model_dir)
   if images:
     paths = inference.image_paths(images)

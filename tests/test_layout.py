@@ -24,9 +24,11 @@ LAYERS = (
     ("run_dir",),
     ("evaluator", "objective"),
     ("trainer",),
-    ("exporter", "index.*", "searcher"),
+    ("exporter", "index.*", "code_shards", "searcher", "encoding_inputs",
+     "encoding_pipeline"),
     ("service_images", "service", "http_api"),
-    ("train", "evaluate", "export", "search", "serve", "__init__"),
+    ("train", "evaluate", "export", "search", "serve", "encode",
+     "__init__"),
 )
 # The training loop and its compiled objective.
 TRAINING_CODE = ("trainer", "objective")
@@ -100,6 +102,7 @@ def _reachable(name):
 
 @pytest.mark.parametrize("name", ["evaluator", "exporter", "searcher",
                                   "run_dir", "inference", "index",
+                                  "encoding_pipeline", "encode",
                                   "evaluate", "export", "search",
                                   "service", "http_api", "serve"])
 def test_evaluation_export_and_search_reach_no_training_code(name):
