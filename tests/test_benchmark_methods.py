@@ -40,23 +40,23 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   out = tmp_path / "out"
   (tmp_path / "flags").mkdir()
   args = ["--quick", "--dataset=embedded", "--grid=tiny:6:4,5",
-          "--methods=dhe,dlbhc,hashnet", "--epochs=1", "--jit_compile=false",
+          "--methods=dhe,hashnet", "--epochs=1", "--jit_compile=false",
           "--set=backbone=small_cnn", "--set=fc_units=8",
           f"--flags_dir={tmp_path / 'flags'}", f"--out_dir={out}"]
   stdout = _run_in_process(*args)
-  assert stdout.count(" run(s) left, ~") == 3  # One line per run.
+  assert stdout.count(" run(s) left, ~") == 2  # One line per run.
 
   with open(out / "results.csv", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   assert [(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows
-         ] == [("tiny", m, "6", "4") for m in ("dhe", "dlbhc", "hashnet")
+         ] == [("tiny", m, "6", "4") for m in ("dhe", "hashnet")
               ]  # --quick: first seed only.
   for row in rows:
     assert 0 < float(row["mAP"]) <= 1 and 0 <= float(row["p_h2"]) <= 1
     assert 1 <= int(row["distinct_database_codes"]) <= 2**6
-  # DLBHC has a classifier, HashNet none.
-  assert 0 <= float(rows[1]["classifier_accuracy"]) <= 1
-  assert rows[2]["classifier_accuracy"] == ""
+  # DHE has a classifier, HashNet none.
+  assert 0 <= float(rows[0]["classifier_accuracy"]) <= 1
+  assert rows[1]["classifier_accuracy"] == ""
 
   table = (out / "results.md").read_text(encoding="utf-8")
   assert ("| method | mAP 6 bits | P@H≤2 6 | classifier accuracy | fewest "
@@ -74,19 +74,19 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   for picture in ("map_vs_bits.png", "convergence.png"):
     assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-  # Each method ran its own objective: DLBHC classification alone, HashNet
-  # its pairwise loss alone.
+  # Each method ran its own objective: DHE its loss and classification,
+  # HashNet its pairwise loss alone.
   def run_flags(name):
     with open(out / "runs" / "tiny" / name / "flags.json",
               encoding="utf-8") as f:
       return json.load(f)
-  dlbhc, hashnet = run_flags("dlbhc_6bits_seed4"), run_flags(
+  dhe, hashnet = run_flags("dhe_6bits_seed4"), run_flags(
       "hashnet_6bits_seed4")
-  assert (dlbhc["hash_loss_weight"], dlbhc["classification_weight"]) == (0, 1)
+  assert (dhe["hash_loss_weight"], dhe["classification_weight"]) == (1, 1)
   assert (hashnet["hash_loss_weight"],
           hashnet["classification_weight"]) == (1, 0)
   # --set reaches every run, over the shared settings.
-  for run in (dlbhc, hashnet):
+  for run in (dhe, hashnet):
     assert (run["backbone"], run["fc_units"]) == ("small_cnn", [8])
 
   # Run again: every run is in results.csv already, so none is repeated.
