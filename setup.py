@@ -32,7 +32,8 @@ setuptools.setup(
     extras_require={
         # The browser test drives Debian's chromium and chromium-driver
         # (apt-get, see .ci/run); requests talks to the service under test.
-        "test": ["pytest", "selenium>=4.10", "requests"],
+        # pytest-xdist: the suite runs in two processes (setup.cfg).
+        "test": ["pytest", "pytest-xdist", "selenium>=4.10", "requests"],
         # python -m dhe_tf.serve: FastAPI on uvicorn; python-multipart parses
         # uploads; Pillow reads image headers (size, format) before decoding.
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart",

@@ -162,3 +162,26 @@ def test_command_line_reports_a_bad_export_in_one_line(image_list, tmp_path):
       f"dhe_tf.encode: error: {tmp_path} is not a SavedModel of "
       "dhe_tf.export (no assets.extra/dhe_tf.json): pass a version "
       "directory, --export_dir=EXPORTED/dhe/N.")
+
+
+def test_a_folder_encodes_like_the_list_of_its_images(export, image_list,
+                                                      encoded, tmp_path):
+  # A new user's case: one command over a folder of pictures. Its ids are
+  # the ranks of the sorted file names; a file that is not an image is a
+  # reject, the list file beside them is not an image file and not read.
+  list_path, good, _, _ = image_list
+  folder = os.path.dirname(list_path)
+  manifest = encoding_pipeline.encode(export[0], folder,
+                                      str(tmp_path / "codes"))
+  _, ids, sources, packed, _ = code_shards.read_codes(str(tmp_path / "codes"))
+  names = sorted(f for f in os.listdir(folder) if f != "list.txt")
+  assert manifest["count"] == NUM_IMAGES and manifest["rejects"] == 1
+  assert [os.path.basename(s) for s in sources] == [
+      n for n in names if n != "corrupt.png"]
+  np.testing.assert_array_equal(
+      ids, [names.index(os.path.basename(s)) for s in sources])
+  _, _, list_sources, list_packed, _ = code_shards.read_codes(encoded[0])
+  by_source = dict(zip(map(os.path.basename, list_sources),
+                       map(bytes, list_packed)))
+  assert [bytes(p) for p in packed] == [
+      by_source[os.path.basename(s)] for s in sources]
