@@ -70,6 +70,10 @@ def _grid(**axes):
   return tuple({"method_params": combo} for combo in combos)
 
 
+# The grid of methods without loss hyper-parameters: learning rates.
+_RATES = tuple({"learning_rate": lr}
+               for lr in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3))
+
 METHODS = {
     "dhe": Method(
         "Hamming embedding loss + classification (the paper)",
@@ -79,8 +83,7 @@ METHODS = {
         "latent sigmoid layer trained by classification alone (Lin et al., "
         "CVPRW 2015)", None, 0.0, 1.0,
         # No hyper-parameters of its own: its budget goes to the rate.
-        tuple({"learning_rate": lr}
-              for lr in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3))),
+        _RATES),
     "dpsh": Method(
         "pairwise likelihood + quantization (Li et al., IJCAI 2016)",
         baselines.DPSHLoss, 1.0, 0.0,
@@ -108,8 +111,7 @@ METHODS = {
         "the codeword of the predicted class, from a plain classifier "
         "(Sablayrolles et al., ICASSP 2017)", None, 0.0, 1.0,
         # No hyper-parameters of its own, as dlbhc: rates.
-        tuple({"learning_rate": lr}
-              for lr in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3)),
+        _RATES,
         head="class_codes"),
 }
 
