@@ -21,7 +21,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from dhe_tf.codewords import hash_centers
+from dhe_tf.codewords import tie_center
 from dhe_tf.losses import masked_mean
+from dhe_tf.losses import multi_hot
 from dhe_tf.losses import pairwise_similarity
 from dhe_tf.losses import squared_distance
 
@@ -43,15 +46,6 @@ def _pair_masks(labels, n, dtype):
 def _pair_likelihood_loss(theta, s):
   # −log p(s | θ) with p(s=1) = σ(θ): log(1 + e^θ) − s·θ, stably.
   return ops.softplus(theta) - s * theta
-
-
-def _multi_hot(labels, num_classes):
-  # float32 [N, C] from one-hot / multi-hot [N, C] or class ids [N] / [N, 1].
-  labels = ops.convert_to_tensor(labels)
-  if len(labels.shape) == 1 or labels.shape[-1] == 1:
-    labels = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"),
-                         num_classes)
-  return ops.cast(labels, "float32")
 
 
 class _BatchLoss(keras.losses.Loss):
@@ -196,53 +190,12 @@ class HashNetLoss(_BatchLoss):
     return masked_mean(loss, s) + masked_mean(loss, dissimilar)
 
 
-def hadamard(order):
-  """The Sylvester Hadamard matrix [order, order] of ±1 (order a power of 2)."""
-  if order < 1 or order & (order - 1):
-    raise ValueError(f"A Sylvester Hadamard matrix needs a power of 2. "
-                     f"Received: order={order}")
-  h = np.ones((1, 1), np.float32)
-  while h.shape[0] < order:
-    h = np.block([[h, h], [h, -h]])
-  return h
-
-
-def hash_centers(num_classes, bits, seed=0, tries=20):
-  """CSQ's hash centres [C, K] of ±1, one per class, far apart in Hamming space.
-
-  Rows of [H; −H] for the K×K Hadamard matrix H when K is a power of 2 and
-  C ≤ 2K: any two are K/2 (or K) bits apart. Otherwise (as in the CSQ code)
-  random centres with half their bits +1: of `tries` seeded draws, the one
-  whose closest two centres are farthest apart.
-  """
-  if bits & (bits - 1) == 0 and num_classes <= 2 * bits:
-    h = hadamard(bits)
-    return np.concatenate([h, -h])[:num_classes]
-  rng = np.random.default_rng(seed)
-  best, best_distance = None, -1
-  for _ in range(tries):
-    centers = np.ones((num_classes, bits), np.float32)
-    for row in centers:
-      row[rng.permutation(bits)[:bits // 2]] = -1.0
-    distance = (bits - centers @ centers.T) / 2
-    np.fill_diagonal(distance, bits)
-    if distance.min() > best_distance:
-      best, best_distance = centers, distance.min()
-  return best
-
-
-def tie_center(bits, seed=0):
-  """±1 [K]: the fixed random code that breaks ties of summed centres."""
-  tie = np.random.default_rng(seed + 1).integers(0, 2, bits) * 2 - 1
-  return tie.astype(np.float32)
-
-
 @keras.saving.register_keras_serializable(package="dhe_tf")
 class CSQLoss(_BatchLoss):
   """CSQ: central similarity to per-class hash centres, plus quantization.
 
-  Each image's target is a hash centre c_i ∈ {−1, 1}^K (`hash_centers`): the
-  centre of its class, or for multi-hot labels sign(Σ_l y_il c_l), ties taken
+  Each image's target is a hash centre c_i ∈ {−1, 1}^K
+  (dhe_tf.codewords.hash_centers): the centre of its class, or for multi-hot labels sign(Σ_l y_il c_l), ties taken
   from a fixed random centre. With v = 2u − 1,
 
       L = mean_{i,k} BCE(u_ik, (c_ik + 1)/2) + λ · mean_{i,k} (|v_ik| − 1)²
@@ -277,7 +230,7 @@ class CSQLoss(_BatchLoss):
 
   def targets(self, labels):
     """The centre of each image in {0, 1}: [N, K] from labels [N, C] or [N]."""
-    total = ops.matmul(_multi_hot(labels, self.num_classes), self.centers)
+    total = ops.matmul(multi_hot(labels, self.num_classes), self.centers)
     total = ops.where(ops.equal(total, 0.0), self.tie_center[None, :], total)
     return (ops.sign(total) + 1.0) / 2.0
 
@@ -296,7 +249,7 @@ class OrthoHashLoss(_BatchLoss):
   z is the hash layer's pre-activation (batch-normalised: the method's model
   has the "batchnorm_sigmoid" head), recovered from u = σ(z) as
   z = log u − log(1 − u), u clipped to [1e-6, 1 − 1e-6]. With c_c ∈ {±1}^K
-  the codeword of class c (`hash_centers`),
+  the codeword of class c (dhe_tf.codewords.hash_centers),
 
       ℓ_ic = s · (cos(z_i, c_c) − m · y_ic)
       L    = −mean_i Σ_c (y_ic / Σ_c' y_ic') log softmax_c(ℓ_i)
@@ -340,7 +293,7 @@ class OrthoHashLoss(_BatchLoss):
                 quantization_weight=self.quantization_weight, seed=self.seed)
 
   def batch_loss(self, labels, u):
-    y = _multi_hot(labels, self.num_classes)
+    y = multi_hot(labels, self.num_classes)
     p = ops.clip(u, _EPSILON, 1.0 - _EPSILON)
     z = ops.log(p) - ops.log(1.0 - p)
     norm = ops.sqrt(ops.sum(ops.square(z), axis=1, keepdims=True) + 1e-12)

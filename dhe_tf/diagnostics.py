@@ -35,7 +35,14 @@ def code_diagnostics(query_activations, query_labels, database_activations,
     - "distinct_codes": the number of different codes;
     - "hamming_similar", "hamming_dissimilar": mean Hamming distance between
       query and database codes that share a label, and that do not (NaN
-      when there is no such pair).
+      when there is no such pair);
+    - "class_code_min_distance", "class_code_mean_distance": the smallest
+      and the mean Hamming distance between two classes' majority codes
+      (bit k of class c is 1 where at least half of the database codes of
+      class c have it), over the classes in the database (NaN for fewer
+      than two): how many flipped bits separate the classes at short codes;
+    - "within_class_spread": mean Hamming distance of a database code to
+      its class's majority code (over every image and each of its labels).
   """
   u = np.asarray(database_activations, np.float32)
   database_codes = codes_lib.binarize(u)
@@ -52,4 +59,23 @@ def code_diagnostics(query_activations, query_labels, database_activations,
       "distinct_codes": float(len(np.unique(database_codes, axis=0))),
       "hamming_similar": mean_over(similar),
       "hamming_dissimilar": mean_over(~similar),
+      **_class_codes(database_codes, database_labels),
+  }
+
+
+def _class_codes(database_codes, database_labels):
+  labels = np.asarray(database_labels) > 0.5
+  present = np.flatnonzero(labels.any(axis=0))
+  majority = np.stack([
+      database_codes[labels[:, c]].mean(axis=0) >= 0.5 for c in present])
+  codes = database_codes.astype(np.int32)
+  spread = [np.abs(codes[labels[:, c]] - majority[i]).sum(axis=1)
+            for i, c in enumerate(present)]
+  apart = [int(np.sum(majority[i] != majority[j]))
+           for i in range(len(present)) for j in range(i + 1, len(present))]
+  return {
+      "class_code_min_distance": float(min(apart)) if apart else float("nan"),
+      "class_code_mean_distance": (float(np.mean(apart)) if apart
+                                   else float("nan")),
+      "within_class_spread": float(np.concatenate(spread).mean()),
   }

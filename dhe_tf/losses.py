@@ -12,7 +12,10 @@ Training on d therefore optimises the very distance used for retrieval.
 """
 
 import keras
+import numpy as np
 from keras import ops
+
+from dhe_tf import codewords as codewords_lib
 
 
 def pairwise_similarity(labels):
@@ -28,6 +31,32 @@ def pairwise_similarity(labels):
   labels = ops.cast(labels, "float32")
   shared = ops.matmul(labels, ops.transpose(labels))
   return ops.cast(shared > 0.5, "float32")
+
+
+def multi_hot(labels, num_classes):
+  """float32 [N, C] from one-hot / multi-hot [N, C] or class ids [N] / [N, 1]."""
+  labels = ops.convert_to_tensor(labels)
+  if len(labels.shape) == 1 or labels.shape[-1] == 1:
+    labels = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"),
+                         num_classes)
+  return ops.cast(labels, "float32")
+
+
+def codeword_distance(u, codewords):
+  """Returns d [N, C], the relaxed Hamming distance of each u_i to each codeword.
+
+  Args:
+    u: float [N, K], activations in [0, 1].
+    codewords: float [C, K] of 0/1.
+
+  d_ic = Σ_k [u_ik (1 − w_ck) + (1 − u_ik) w_ck] = Σ_k |u_ik − w_ck|: the
+  expected number of bits in which a code drawn from u_i differs from w_c.
+  Unlike the distance between two relaxed codes it is 0 when u_i = w_c.
+  """
+  w = ops.convert_to_tensor(codewords, u.dtype)
+  d = (ops.sum(u, axis=-1)[:, None] + ops.sum(w, axis=-1)[None, :] -
+       2.0 * ops.matmul(u, ops.transpose(w)))
+  return ops.maximum(d, 0.0)
 
 
 def relaxed_hamming_distance(u):
@@ -69,14 +98,17 @@ def masked_mean(values, mask):
 
 def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
                            dissimilar_weight=1.0, quantization_weight=0.1,
-                           distance="expected"):
+                           distance="expected", codewords=None,
+                           codeword_weight=0.0, codeword_radius=0.0):
   """The DHE loss of one batch; see HammingEmbeddingLoss for the formula.
 
   Args:
     labels: class ids [N] / [N, 1], or one-hot / multi-hot [N, C].
     u: float [N, K], sigmoid activations of the hash layer.
     margin, similar_weight, dissimilar_weight, quantization_weight,
-      distance: as in HammingEmbeddingLoss.
+      distance, codeword_weight, codeword_radius: as in HammingEmbeddingLoss.
+    codewords: float [C, K] of 0/1, the class codewords; needed when
+      codeword_weight > 0.
 
   Returns:
     float scalar.
@@ -91,8 +123,18 @@ def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
   pull = masked_mean(distance, s)
   push = masked_mean(ops.relu(margin - distance), dissimilar)
   quantization = ops.mean(4.0 * u * (1.0 - u))
-  return (similar_weight * pull + dissimilar_weight * push +
+  loss = (similar_weight * pull + dissimilar_weight * push +
           quantization_weight * quantization)
+  if codeword_weight:
+    w = np.asarray(codewords, np.float32)
+    separation = codewords_lib.minimum_distance(2 * w - 1) / w.shape[1]
+    y = ops.cast(multi_hot(labels, w.shape[0]), u.dtype)
+    share = y / ops.maximum(ops.sum(y, axis=1, keepdims=True), 1.0)
+    to_codeword = codeword_distance(u, w) / bits
+    own = ops.sum(share * ops.relu(to_codeword - codeword_radius), axis=1)
+    others = masked_mean(ops.relu(separation - to_codeword), 1.0 - y)
+    loss += codeword_weight * (ops.mean(own) + others)
+  return loss
 
 
 @keras.saving.register_keras_serializable(package="dhe_tf")
@@ -107,12 +149,26 @@ class HammingEmbeddingLoss(keras.losses.Loss):
       L = α · mean_{(i,j)∈S} d̂_ij
         + β · mean_{(i,j)∈D} max(0, m − d̂_ij)
         + λ · mean_{i,k} 4 u_ik (1 − u_ik)
+        + γ · [mean_i Σ_{c∈Y_i} max(0, ê_ic − r) / |Y_i|
+               + mean_{i, c∉Y_i} max(0, δ − ê_ic)]
 
   The first term pulls similar pairs together, the second pushes dissimilar
   pairs at least m·K bits apart, the third drives activations to 0 or 1 so
   thresholding at 0.5 loses little (it is 1 at u = 0.5 and 0 at u ∈ {0, 1}).
   S and D are averaged separately, so their balance is set by α and β, not
-  by the share of similar pairs in a batch. The margin is a fraction of K so
+  by the share of similar pairs in a batch.
+
+  The fourth term (off by default, γ = 0) is a Hamming embedding of the
+  classes themselves: each class c has a fixed codeword w_c ∈ {0, 1}^K
+  (dhe_tf.codewords.max_distance_codewords: for 10 classes in 12 bits, any
+  two are 6 bits apart, the most any code allows), ê_ic =
+  codeword_distance(u_i, w_c) / K, Y_i the labels of image i, and δ = d_min /
+  K the codewords' own separation. It pulls each image to within r·K bits
+  of its class's codeword, where d(u, w) is 0 at u = w (unlike d(u_i, u_j),
+  which is 2Σu(1 − u) for u_i = u_j), and keeps it at least as far from the
+  other codewords as they are from each other.
+
+  The margin is a fraction of K so
   that one value serves every code length. The loss is computed over all
   pairs of the batch it is given. Under tf.distribute that is one replica's
   share of the global batch (global batch / replicas images; no pair spans
@@ -135,6 +191,12 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     quantization_weight: λ, weight of the quantization term. Default 0.1.
     distance: the relaxed distance d: "expected" (module docstring) or
       "squared" (‖u_i − u_j‖², `squared_distance`). Default "expected".
+    codeword_weight: γ, weight of the class-codeword term. Default 0 (off).
+    codeword_radius: r, the fraction of the bits an image may differ from
+      its class's codeword in before it is pulled. Default 0.
+    num_classes, bits: C and K, set by the run (dhe_tf.methods); needed
+      when codeword_weight > 0.
+    seed: seed of the codewords' choice. Default 0.
     name: name of the loss. Default "hamming_embedding_loss".
     **kwargs: forwarded to keras.losses.Loss (reduction, dtype).
 
@@ -156,7 +218,8 @@ class HammingEmbeddingLoss(keras.losses.Loss):
 
   def __init__(self, margin=0.6, similar_weight=0.25, dissimilar_weight=1.0,
                quantization_weight=0.1, distance="expected",
-               name="hamming_embedding_loss", **kwargs):
+               codeword_weight=0.0, codeword_radius=0.0, num_classes=None,
+               bits=None, seed=0, name="hamming_embedding_loss", **kwargs):
     super().__init__(name=name, **kwargs)
     if distance not in DISTANCES:
       raise ValueError(f"Unknown distance {distance!r}. Available: "
@@ -164,8 +227,23 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     if not 0 < margin <= 1:
       raise ValueError("margin is a fraction of the bits, in (0, 1]. "
                        f"Received: margin={margin}")
+    if codeword_weight and not (num_classes and bits):
+      raise ValueError("codeword_weight > 0 needs num_classes and bits. "
+                       f"Received: num_classes={num_classes}, bits={bits}")
+    if not 0 <= codeword_radius < 1:
+      raise ValueError("codeword_radius is a fraction of the bits, in "
+                       f"[0, 1). Received: codeword_radius={codeword_radius}")
     self.distance = distance
     self.margin = margin
+    self.codeword_weight = codeword_weight
+    self.codeword_radius = codeword_radius
+    self.num_classes = num_classes
+    self.bits = bits
+    self.seed = seed
+    self.codewords = None
+    if codeword_weight:
+      self.codewords = (codewords_lib.max_distance_codewords(
+          num_classes, bits, seed) + 1.0) / 2.0
     self.similar_weight = similar_weight
     self.dissimilar_weight = dissimilar_weight
     self.quantization_weight = quantization_weight
@@ -174,14 +252,19 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     return hamming_embedding_loss(
         y_true, y_pred, margin=self.margin, similar_weight=self.similar_weight,
         dissimilar_weight=self.dissimilar_weight,
-        quantization_weight=self.quantization_weight, distance=self.distance)
+        quantization_weight=self.quantization_weight, distance=self.distance,
+        codewords=self.codewords, codeword_weight=self.codeword_weight,
+        codeword_radius=self.codeword_radius)
 
   def get_config(self):
     config = super().get_config()
     config.update(margin=self.margin, similar_weight=self.similar_weight,
                   dissimilar_weight=self.dissimilar_weight,
                   quantization_weight=self.quantization_weight,
-                  distance=self.distance)
+                  distance=self.distance, codeword_weight=self.codeword_weight,
+                  codeword_radius=self.codeword_radius,
+                  num_classes=self.num_classes, bits=self.bits,
+                  seed=self.seed)
     return config
 
 

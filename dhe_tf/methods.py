@@ -95,7 +95,9 @@ METHODS = {
     "hashnet": Method(
         "weighted pairwise cross-entropy with continuation (Cao et al., ICCV "
         "2017)", baselines.HashNetLoss, 1.0, 0.0,
-        _grid(scale=(5.0, 10.0, 20.0), gamma=(0.005, 0.05)),
+        # Scale 2.5 was added when the first six chose 5, the grid's edge.
+        _grid(scale=(5.0, 10.0, 20.0), gamma=(0.005, 0.05)) +
+        _grid(scale=(2.5,), gamma=(0.005, 0.05)),
         callbacks=lambda loss: [callbacks_lib.HashNetContinuation(loss)]),
     "csq": Method(
         "central similarity to hash centres (Yuan et al., CVPR 2020)",

@@ -19,7 +19,7 @@ import os
 
 import keras
 
-from dhe_tf import baselines
+from dhe_tf import codewords as codewords_lib
 from dhe_tf import downloads
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
@@ -93,7 +93,7 @@ class ClassCodewords(keras.layers.Layer):
 
   The trivial baseline of Sablayrolles et al.: an image's code is the
   codeword of its predicted class argmax(logits). The codewords are CSQ's
-  hash centres (dhe_tf.baselines.hash_centers: Hadamard rows, or balanced
+  hash centres (dhe_tf.codewords.hash_centers: Hadamard rows, or balanced
   random codes) taken from ±1 to 0/1. With multi_label, the predicted
   classes are those with logit ≥ 0 (sigmoid ≥ 0.5), or the top one when
   none is, and the code is the sign of their summed centres, ties from a
@@ -125,11 +125,11 @@ class ClassCodewords(keras.layers.Layer):
     self.codewords = self.add_weight(
         shape=(num_classes, bits), trainable=False, name="codewords",
         initializer=keras.initializers.Constant(
-            baselines.hash_centers(num_classes, bits, seed)))
+            codewords_lib.hash_centers(num_classes, bits, seed)))
     self.tie_codeword = self.add_weight(
         shape=(bits,), trainable=False, name="tie_codeword",
         initializer=keras.initializers.Constant(
-            baselines.tie_center(bits, seed)))
+            codewords_lib.tie_center(bits, seed)))
 
   def call(self, logits):
     logits = keras.ops.cast(logits, "float32")

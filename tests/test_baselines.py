@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from dhe_tf import callbacks
 from dhe_tf import baselines
+from dhe_tf import codewords as codewords_lib
 from dhe_tf import losses
 
 _RNG = np.random.default_rng(0)
@@ -95,23 +96,6 @@ def test_hashnet_continuation_sharpens_codes_with_steps():
   assert _value(loss, ONE_HOT) == pytest.approx(expected, rel=1e-4)
 
 
-def test_hadamard_centres_are_half_the_bits_apart():
-  centers = baselines.hash_centers(10, 16)
-  distances = (16 - centers @ centers.T) / 2
-  np.testing.assert_array_equal(np.diag(distances), 0)
-  off = distances[~np.eye(10, dtype=bool)]
-  assert off.min() == 8 and set(np.unique(off)) <= {8, 16}
-
-
-def test_random_centres_are_balanced_distinct_and_seeded():
-  centers = baselines.hash_centers(10, 12, seed=3)
-  assert centers.shape == (10, 12)
-  np.testing.assert_array_equal((centers > 0).sum(1), 6)
-  distances = (12 - centers @ centers.T) / 2
-  assert distances[~np.eye(10, dtype=bool)].min() >= 2
-  np.testing.assert_array_equal(centers, baselines.hash_centers(10, 12, 3))
-
-
 def _bce(p, t):
   p = np.clip(p, 1e-6, 1 - 1e-6)
   return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean()
@@ -119,7 +103,7 @@ def _bce(p, t):
 
 def test_csq_equals_formula_with_single_labels():
   loss = baselines.CSQLoss(num_classes=3, bits=8, quantization_weight=0.2)
-  centers = baselines.hash_centers(3, 8)
+  centers = codewords_lib.hash_centers(3, 8)
   targets = (centers[IDS] + 1) / 2
   v = 2.0 * U.astype(np.float64) - 1.0
   expected = _bce(U.astype(np.float64), targets) + 0.2 * np.mean(
@@ -149,7 +133,7 @@ def _orthohash_reference(labels, u, scale, margin, quantization_weight):
   y = np.asarray(labels, np.float64)
   p = np.clip(u.astype(np.float64), 1e-6, 1 - 1e-6)
   z = np.log(p) - np.log(1 - p)
-  codewords = baselines.hash_centers(y.shape[1], u.shape[1])
+  codewords = codewords_lib.hash_centers(y.shape[1], u.shape[1])
 
   def cosine(a, b):
     return (a @ b.T) / np.outer(np.linalg.norm(a, axis=1),
@@ -180,7 +164,7 @@ def _sigmoid(z):
 
 def test_orthohash_margin_and_scale_act_on_the_cosines():
   loss = baselines.OrthoHashLoss
-  codewords = baselines.hash_centers(3, 8)
+  codewords = codewords_lib.hash_centers(3, 8)
   # Codes pointing at their class's codeword (pre-activation ±2).
   at_codeword = _sigmoid(2.0 * codewords[IDS])
   values = {(s, m): _value(loss(3, 8, scale=s, margin=m), ONE_HOT,

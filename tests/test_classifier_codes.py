@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import baselines
+from dhe_tf import codewords as codewords_lib
 from dhe_tf import codes as codes_lib
 from dhe_tf import config as config_lib
 from dhe_tf import evaluator
@@ -40,7 +40,7 @@ def test_database_codes_are_codewords_of_classes(classifier_codes_run):
   data = run_dir.load_data(run.config)
   codes, _, logits = inference.encode(run.model, data.parts["database"],
                                       batch_size=512, with_logits=True)
-  codewords = ((baselines.hash_centers(10, 12) + 1) / 2).astype(np.uint8)
+  codewords = ((codewords_lib.hash_centers(10, 12) + 1) / 2).astype(np.uint8)
   np.testing.assert_array_equal(codes, codewords[logits.argmax(axis=1)])
   assert results["distinct_database_codes"] == len(
       np.unique(codes, axis=0)) <= 10

@@ -30,6 +30,26 @@ def test_every_diagnostic_equals_its_definition():
   # Query 011: 2, 2 (other class), 1, 0 (same class).
   assert result["hamming_similar"] == pytest.approx((0 + 0 + 1 + 0) / 4)
   assert result["hamming_dissimilar"] == pytest.approx((3 + 2 + 2 + 2) / 4)
+  # Majority codes: class 0 {110, 110} → 110; class 1 {001, 011} → 011
+  # (bit 1 is set in half of them: ≥ ½ counts as 1). 2 bits apart.
+  assert result["class_code_min_distance"] == 2
+  assert result["class_code_mean_distance"] == 2
+  # Distances to the majority code: 0, 0 (class 0), 1, 0 (class 1).
+  assert result["within_class_spread"] == pytest.approx(1 / 4)
+
+
+def test_class_codes_of_three_classes_and_multi_hot_labels():
+  codes = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1]],
+                   np.float32)
+  # Image 3 carries classes 0 and 2.
+  labels = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], np.float32)
+  result = diagnostics.code_diagnostics(codes, labels, codes, labels)
+  # Class 0: {0000, 0001} → 0001; class 1: 1100; class 2: {1111, 0001} → 1111.
+  # Distances: 0001–1100: 3, 0001–1111: 3, 1100–1111: 2.
+  assert result["class_code_min_distance"] == 2
+  assert result["class_code_mean_distance"] == pytest.approx(8 / 3)
+  # (image, label) to majority: 1, 0 (class 0); 0 (class 1); 0, 3 (class 2).
+  assert result["within_class_spread"] == pytest.approx(4 / 5)
 
 
 def test_no_pair_of_a_kind_is_nan_not_an_error():

@@ -14,7 +14,8 @@ _PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "dhe_tf")
 
 LAYERS = (
-    ("errors", "downloads", "codes", "metrics", "plots", "diagnostics",
+    ("errors", "downloads", "codes", "codewords", "metrics", "plots",
+     "diagnostics",
      "batching"),
     ("data.*",),
     ("model", "losses", "baselines"),

@@ -162,3 +162,79 @@ def test_loss_with_squared_distance_equals_formula():
   assert again.distance == "squared"
   with pytest.raises(ValueError, match="Unknown distance 'cosine'"):
     losses.HammingEmbeddingLoss(distance="cosine")
+
+
+def _codeword_term_reference(labels, u, codewords, radius):
+  # NumPy: the class-codeword term of HammingEmbeddingLoss, loop by loop.
+  u, w = np.asarray(u, np.float64), np.asarray(codewords, np.float64)
+  bits = u.shape[1]
+  separation = min(np.sum(a != b) for i, a in enumerate(w)
+                   for b in w[i + 1:]) / bits
+  own, others = [], []
+  for i in range(len(u)):
+    e = np.abs(u[i][None, :] - w).sum(1) / bits
+    mine = np.flatnonzero(labels[i])
+    own.append(np.mean([max(0.0, e[c] - radius) for c in mine]))
+    others += [max(0.0, separation - e[c]) for c in range(len(w))
+               if c not in mine]
+  return np.mean(own) + np.mean(others)
+
+
+def _codeword_loss(weight=2.0, radius=0.0, classes=4, bits=12):
+  # Only the codeword term: the pairwise and quantization terms off.
+  return losses.HammingEmbeddingLoss(
+      similar_weight=0.0, dissimilar_weight=0.0, quantization_weight=0.0,
+      codeword_weight=weight, codeword_radius=radius, num_classes=classes,
+      bits=bits)
+
+
+@pytest.mark.parametrize("radius", [0.0, 0.1])
+@pytest.mark.parametrize("multi", [False, True])
+def test_codeword_term_equals_formula(radius, multi):
+  rng = np.random.default_rng(1)
+  u = rng.uniform(0, 1, (6, 12)).astype("float32")
+  labels = np.eye(4, dtype="float32")[[0, 1, 1, 2, 3, 0]]
+  if multi:
+    labels[0, 2] = labels[3, 1] = 1.0
+  loss = _codeword_loss(radius=radius)
+  expected = 2.0 * _codeword_term_reference(labels, u, loss.codewords, radius)
+  assert float(loss(labels, u)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_codeword_distance_is_zero_at_the_codeword_and_hamming_on_bits():
+  w = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], "float32")
+  u = np.array([[1, 0, 1, 1], [0.5, 0.5, 0.5, 0.5], [0, 1, 0, 0]], "float32")
+  d = keras.ops.convert_to_numpy(losses.codeword_distance(u, w))
+  np.testing.assert_allclose(d, [[0, 2], [2, 2], [4, 2]], atol=1e-6)
+
+
+def test_images_at_their_codewords_have_zero_loss():
+  # 10 classes in 12 bits: codewords 6 bits apart, the pairwise margin 0.5.
+  loss = losses.HammingEmbeddingLoss(margin=0.5, codeword_weight=1.0,
+                                     num_classes=10, bits=12)
+  ids = [0, 3, 3, 7, 9, 1]
+  assert float(loss(ids, loss.codewords[ids].astype("float32"))) == 0.0
+  # One image moved 2 bits towards another class's codeword costs.
+  moved = loss.codewords[ids].astype("float32")
+  other = loss.codewords[5]
+  flip = np.flatnonzero(moved[0] != other)[:2]
+  moved[0, flip] = other[flip]
+  assert float(loss(ids, moved)) > 0.0
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_codeword_term_gradients_are_finite(value):
+  u = tf.Variable(np.full((4, 12), value, "float32"))
+  with tf.GradientTape() as tape:
+    loss = _codeword_loss()(tf.constant([0, 1, 2, 3]), u)
+  assert np.all(np.isfinite(tape.gradient(loss, u).numpy()))
+
+
+def test_codeword_term_needs_classes_and_bits_and_round_trips():
+  with pytest.raises(ValueError, match="num_classes and bits"):
+    losses.HammingEmbeddingLoss(codeword_weight=1.0)
+  loss = _codeword_loss(radius=0.1)
+  again = keras.saving.deserialize_keras_object(
+      keras.saving.serialize_keras_object(loss))
+  assert again.get_config() == loss.get_config()
+  np.testing.assert_array_equal(again.codewords, loss.codewords)

@@ -58,7 +58,7 @@ def test_hyper_parameters_are_the_constructor_arguments():
   assert methods.hyper_parameters("dhe") == {
       name: p.default for name, p in inspect.signature(
           losses.HammingEmbeddingLoss.__init__).parameters.items()
-      if name not in ("self", "name", "kwargs")}
+      if name not in ("self", "name", "kwargs") + methods.SET_BY_RUN}
   assert "num_classes" not in methods.hyper_parameters("csq")
   assert methods.hyper_parameters("dlbhc") == {}
 
@@ -96,7 +96,8 @@ def test_resolved_config_records_every_hyper_parameter():
       method="dhe", method_params=("margin=0.5",)))
   assert config.method_params == (
       "margin=0.5", "similar_weight=0.25", "dissimilar_weight=1.0",
-      "quantization_weight=0.1", "distance=expected")
+      "quantization_weight=0.1", "distance=expected", "codeword_weight=0.0",
+      "codeword_radius=0.0", "seed=0")
   assert config_lib.resolve(config) == config  # Idempotent: resume compares.
 
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dhe_tf import baselines
+from dhe_tf import codewords as codewords_lib
 from dhe_tf import downloads
 from dhe_tf import model as model_lib
 from dhe_tf.errors import ConfigError
@@ -147,7 +147,7 @@ def test_batchnorm_head_normalises_the_hash_pre_activation(tmp_path):
 
 def test_class_codewords_map_logits_to_the_predicted_class_codeword():
   layer = model_lib.ClassCodewords(5, 12, seed=2)
-  codewords = (baselines.hash_centers(5, 12, 2) + 1) / 2
+  codewords = (codewords_lib.hash_centers(5, 12, 2) + 1) / 2
   logits = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
   np.testing.assert_array_equal(
       keras.ops.convert_to_numpy(layer(logits)),
@@ -160,12 +160,12 @@ def test_class_codewords_map_logits_to_the_predicted_class_codeword():
 
 def test_multi_label_class_codes_are_the_sign_of_summed_centres():
   layer = model_lib.ClassCodewords(4, 8, multi_label=True)
-  centers = baselines.hash_centers(4, 8)
+  centers = codewords_lib.hash_centers(4, 8)
   logits = np.array([[2.0, 1.0, -1.0, -3.0],   # classes 0 and 1
                      [-2.0, -0.5, -1.0, -3.0]],  # none: the top one, 1
                     "float32")
   total = np.stack([centers[0] + centers[1], centers[1]])
-  total = np.where(total == 0, baselines.tie_center(8)[None, :], total)
+  total = np.where(total == 0, codewords_lib.tie_center(8)[None, :], total)
   np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(logits)),
                                 (np.sign(total) + 1) / 2)
 
@@ -178,7 +178,7 @@ def test_class_codes_head_classifies_the_features(tmp_path):
   images = np.random.default_rng(1).uniform(0, 255, (6, 16, 16, 1)).astype(
       "float32")
   outputs = model.predict(images, verbose=0)
-  codewords = (baselines.hash_centers(4, 8) + 1) / 2
+  codewords = (codewords_lib.hash_centers(4, 8) + 1) / 2
   np.testing.assert_array_equal(outputs["hash"],
                                 codewords[outputs["logits"].argmax(axis=1)])
   path = os.path.join(tmp_path, "model.keras")

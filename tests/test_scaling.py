@@ -22,6 +22,8 @@ from dhe_tf.errors import ConfigError
 # Every hashing loss must compile under XLA.
 XLA_LOSSES = [losses.HammingEmbeddingLoss(),
               losses.HammingEmbeddingLoss(distance="squared"),
+              losses.HammingEmbeddingLoss(codeword_weight=1.0, num_classes=3,
+                                          bits=12),
               losses.WarmedUpLoss(losses.HammingEmbeddingLoss()),
               baselines.DPSHLoss(), baselines.DSHLoss(),
               baselines.HashNetLoss(),
