@@ -1,0 +1,203 @@
+r"""Settings side by side on the validation split, with paired seeds.
+
+The research tool behind the DHE loss (README, "The DHE loss"): each
+--variant is a label and dhe_tf.train flags, applied after --common; every
+variant runs at every --bits and --seed (the same seed gives every variant
+the same initialisation and batch order), and the table shows validation
+mAP (mean ± sd over seeds), each variant minus the first one paired by seed,
+and the diagnostics that say why (dhe_tf.diagnostics): the distance between
+the classes' majority codes, the spread within a class, distinct codes,
+saturated activations. The test queries are scored only with --test (for a
+final table such as the ablation), never to choose. Resumable: the runs in
+--out_dir/results.csv are kept, and a label run before with other flags is
+refused.
+
+    python tools/compare_settings.py --out_dir=runs/codewords \
+      --common="--flagfile=flags/fashion_mnist_dhe.flags" \
+      --variant="today:" \
+      --variant="codewords: --method_params=margin=0.5,quantization_weight=0,codeword_weight=1" \
+      --bits=12 --seeds=0,1
+"""
+
+import csv
+import json
+import os
+import shlex
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import keras
+
+from dhe_tf import config as config_lib
+from dhe_tf import errors
+from dhe_tf import trainer
+from dhe_tf.errors import ConfigError
+
+flags.DEFINE_multi_string("variant", [], "LABEL: dhe_tf.train flags, e.g. "
+                          "'wide: --method_params=margin=0.6'. The first "
+                          "variant is the reference of the differences.")
+flags.DEFINE_string("common", "", "dhe_tf.train flags of every variant, "
+                    "before the variant's own (e.g. a --flagfile).")
+flags.DEFINE_list("bits", ["12"], "Code lengths.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, paired across variants.")
+flags.DEFINE_bool("test", False, "Also score the test queries (for a final "
+                  "table; settings are chosen on validation mAP).")
+flags.DEFINE_bool("report_only", False, "Run nothing; write the table of "
+                  "what --out_dir holds.")
+flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
+                    "results.md, runs/).")
+flags.mark_flag_as_required("out_dir")
+FLAGS = flags.FLAGS
+
+DIAGNOSTICS = ("class_code_min_distance", "within_class_spread",
+               "distinct_codes", "saturated")
+_COLUMNS = ("variant", "bits", "seed", "validation_mAP", "mAP",
+            "classifier_accuracy", *DIAGNOSTICS, "train_seconds", "args")
+
+
+def parse_variant(text):
+  """(label, [flags]) from "LABEL: --flag=value ..."."""
+  label, sep, args = text.partition(":")
+  if not sep or not label.strip():
+    raise ConfigError(f"--variant is 'LABEL: flags'. Received: {text!r}")
+  return label.strip(), shlex.split(args)
+
+
+def make_config(args, bits, seed, test):
+  """The TrainConfig of a variant's flags at `bits` and `seed`."""
+  values = config_lib.parse_args(
+      [*args, f"--bits={bits}", f"--seed={seed}",
+       f"--evaluate_test={str(test).lower()}"], source="--variant")
+  return config_lib.TrainConfig(**values)
+
+
+def read_rows(path):
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    row["bits"], row["seed"] = int(row["bits"]), int(row["seed"])
+    for key in _COLUMNS[3:-1]:
+      row[key] = float(row[key]) if row[key] not in ("", "None") else None
+  return rows
+
+
+def write_rows(path, rows):
+  with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(path + ".tmp", path)
+
+
+def run(label, args, bits, seed, out_dir):
+  """Trains one variant at `bits` and `seed`; returns its results row."""
+  config = make_config(args, bits, seed, FLAGS.test)
+  keras.backend.clear_session()
+  results = trainer.train(
+      config, os.path.join(out_dir, "runs", f"{label}_{bits}bits_s{seed}"),
+      verbose=0)
+  diagnostics = results.get("validation_diagnostics", {})
+  return dict(variant=label, bits=bits, seed=seed,
+              validation_mAP=results.get("validation_mAP"),
+              mAP=results.get("mAP"),
+              classifier_accuracy=results.get("classifier_accuracy"),
+              **{key: diagnostics.get(key) for key in DIAGNOSTICS},
+              train_seconds=results.get("train_seconds"),
+              args=" ".join(args))
+
+
+def _mean_sd(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return ""
+  if len(values) == 1:
+    return f"{values[0]:.4f}"
+  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def report(rows, labels):
+  """Markdown: per code length, every variant's validation mAP (and test
+  mAP with --test), its paired difference to the first variant, and the
+  mean diagnostics."""
+  lines = []
+  for bits in sorted({r["bits"] for r in rows}):
+    part = [r for r in rows if r["bits"] == bits]
+    reference = {r["seed"]: r["validation_mAP"] for r in part
+                 if r["variant"] == labels[0]}
+    lines += [f"### {bits} bits", "",
+              f"| variant | seeds | validation mAP | − {labels[0]} (paired) "
+              "| test mAP | min class distance | within-class spread "
+              "| distinct codes | saturated |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for label in labels:
+      mine = [r for r in part if r["variant"] == label]
+      if not mine:
+        continue
+      deltas = [r["validation_mAP"] - reference[r["seed"]] for r in mine
+                if r["seed"] in reference]
+      delta = (_mean_sd(deltas) if label != labels[0] and deltas else "")
+      if delta and not delta.startswith("-"):
+        delta = "+" + delta
+      means = [_mean_sd([r[key] for r in mine]).split(" ±")[0]
+               for key in DIAGNOSTICS]
+      lines.append(
+          f"| {label} | {','.join(str(r['seed']) for r in mine)} | "
+          f"{_mean_sd([r['validation_mAP'] for r in mine])} | {delta} | "
+          f"{_mean_sd([r['mAP'] for r in mine])} | " + " | ".join(means) +
+          " |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  with errors.reported_in_one_line("compare_settings"):
+    variants = [parse_variant(v) for v in FLAGS.variant]
+    if not variants:
+      raise ConfigError("Give at least one --variant.")
+    labels = [label for label, _ in variants]
+    if len(set(labels)) != len(labels):
+      raise ConfigError(f"--variant labels must differ. Received: {labels}")
+    common = shlex.split(FLAGS.common)
+    try:
+      bits_list = [int(b) for b in FLAGS.bits]
+      seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+      raise ConfigError("--bits and --seeds are integers. Received: "
+                        f"{FLAGS.bits}, {FLAGS.seeds}") from None
+    for _, args in variants:  # Every variant's flags parse before any run.
+      make_config(common + args, bits_list[0], seeds[0], FLAGS.test)
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    path = os.path.join(FLAGS.out_dir, "results.csv")
+    rows = read_rows(path)
+    for label, args in variants:
+      done = {r["args"] for r in rows if r["variant"] == label}
+      if done - {" ".join(common + args)}:
+        raise ConfigError(f"{label} was run with other flags ({done.pop()}); "
+                          "give the new flags a new label.")
+    todo = [(label, args, bits, seed) for seed in seeds for bits in bits_list
+            for label, args in variants
+            if not any(r["variant"] == label and r["bits"] == bits and
+                       r["seed"] == seed for r in rows)]
+    for number, (label, args, bits, seed) in enumerate(
+        [] if FLAGS.report_only else todo):
+      start = time.perf_counter()
+      rows.append(run(label, common + args, bits, seed, FLAGS.out_dir))
+      write_rows(path, rows)
+      print(f"{label} {bits} bits seed {seed}: validation mAP "
+            f"{rows[-1]['validation_mAP']:.4f} in "
+            f"{time.perf_counter() - start:.0f} s; "
+            f"{len(todo) - number - 1} run(s) left", flush=True)
+    table = report(rows, labels)
+    with open(os.path.join(FLAGS.out_dir, "results.md"), "w",
+              encoding="utf-8") as f:
+      f.write(table)
+    print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)
