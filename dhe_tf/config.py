@@ -82,6 +82,11 @@ class TrainConfig:
   fc_units: tuple[int, ...] = _field(
       (), "Sizes of ReLU layers between the backbone and the hash layer, e.g. "
       "512,256.")
+  head: str = _field(
+      "", "The hash layer: sigmoid (σ(Dense(x))), batchnorm_sigmoid (batch "
+      "normalisation before the sigmoid, OrthoHash's) or class_codes (the "
+      "codeword of the predicted class); empty = the method's own "
+      "(README, 'Methods').")
   # The objective.
   method: str = _field(
       "dhe", "Hashing method, i.e. the loss on the hash layer: " + "; ".join(
@@ -319,7 +324,8 @@ def resolve(config):
                               if config.classification_weight is None
                               else config.classification_weight),
       method_params=methods.resolved_params(config.method,
-                                            config.method_params))
+                                            config.method_params),
+      head=config.head or method.head)
 
 
 # (field, smallest allowed value, whether the bound is excluded).
@@ -349,6 +355,11 @@ def validate(config):
       relation = ">" if excluded else "at least"
       raise ConfigError(f"{name} must be {relation} {lowest}. "
                         f"Received: {name}={value}")
+  model_lib.check_head(config.head)
+  if config.head == "class_codes" and config.hash_loss_weight:
+    raise ConfigError("head=class_codes gives codes no gradient: it needs a "
+                      "method trained by classification alone "
+                      f"(classifier_codes). Received: method={config.method}")
   if config.hash_loss_weight == 0 and config.classification_weight == 0:
     raise ConfigError("hash_loss_weight and classification_weight are both 0:"
                       " nothing to train.")

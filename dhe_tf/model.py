@@ -263,6 +263,11 @@ def check_backbone(backbone):
                       f"Available: {', '.join(BACKBONES)}")
 
 
+def check_head(head):
+  if head not in HEADS:
+    raise ConfigError(f"Unknown head {head!r}. Available: {', '.join(HEADS)}")
+
+
 def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
                 fc_units=(), image_size=None, head="sigmoid",
                 multi_label=False):
@@ -293,8 +298,7 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     "logits": float32 [B, C]}. Its layer "hash" gives the hash output.
   """
   check_backbone(backbone)
-  if head not in HEADS:
-    raise ConfigError(f"Unknown head {head!r}. Available: {', '.join(HEADS)}")
+  check_head(head)
   if bits < 1:
     raise ConfigError(f"bits must be at least 1. Received: bits={bits}")
   weights = resolve_weights(backbone, weights)

@@ -21,7 +21,6 @@ from dhe_tf import callbacks as callbacks_lib
 from dhe_tf import config as config_lib
 from dhe_tf import evaluator
 from dhe_tf import hardware
-from dhe_tf import methods
 from dhe_tf import model as model_lib
 from dhe_tf import objective
 from dhe_tf import run_dir
@@ -199,7 +198,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
         num_classes=data.num_classes, image_shape=data.image_shape,
         weights=config.weights, fc_units=config.fc_units,
         image_size=config.image_size,
-        head=methods.METHODS[config.method].head,
+        head=config.head,
         multi_label=data.multi_label)
     method_callbacks = objective.compile_model(
         model, config, multi_label=data.multi_label,

@@ -92,3 +92,26 @@ def test_a_flagfile_with_a_stray_flag_or_missing_is_named(tmp_path):
     config_lib.read_flagfile(str(path))
   with pytest.raises(ConfigError, match="nothere.flags"):
     config_lib.read_flagfile(str(tmp_path / "nothere.flags"))
+
+
+def test_head_defaults_to_the_method_s_and_can_be_chosen():
+  def resolved(**values):
+    return config_lib.resolve(config_lib.TrainConfig(**values)).head
+  assert resolved(method="dhe") == "sigmoid"
+  assert resolved(method="orthohash") == "batchnorm_sigmoid"
+  assert resolved(method="classifier_codes") == "class_codes"
+  assert resolved(method="dhe", head="batchnorm_sigmoid") == (
+      "batchnorm_sigmoid")
+  assert config_lib.validate(config_lib.TrainConfig(
+      method="dhe", head="batchnorm_sigmoid")).head == "batchnorm_sigmoid"
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(head="tanh"), "Unknown head 'tanh'. Available: sigmoid, "
+     "batchnorm_sigmoid, class_codes"),
+    (dict(method="dhe", head="class_codes"),
+     "head=class_codes gives codes no gradient"),
+])
+def test_a_bad_head_is_named(values, message):
+  with pytest.raises(ConfigError, match=message):
+    config_lib.validate(config_lib.TrainConfig(**values))
