@@ -33,6 +33,9 @@ def code_diagnostics(query_activations, query_labels, database_activations,
     - "bit_imbalance": mean over bits k of |p_k − ½|, p_k the share of codes
       with bit k = 1 (0: every bit halves the data; ½: constant bits);
     - "distinct_codes": the number of different codes;
+    - "precision_h2": P@H≤2 of the queries against the database
+      (dhe_tf.metrics.precision_recall_within_radius: what radius-2
+      lookup of short codes returns);
     - "hamming_similar", "hamming_dissimilar": mean Hamming distance between
       query and database codes that share a label, and that do not (NaN
       when there is no such pair);
@@ -57,6 +60,8 @@ def code_diagnostics(query_activations, query_labels, database_activations,
       "quantization_gap": float(np.abs(u - database_codes).mean()),
       "bit_imbalance": float(np.abs(database_codes.mean(axis=0) - 0.5).mean()),
       "distinct_codes": float(len(np.unique(database_codes, axis=0))),
+      "precision_h2": metrics.precision_recall_within_radius(
+          query_codes, query_labels, database_codes, database_labels)[0],
       "hamming_similar": mean_over(similar),
       "hamming_dissimilar": mean_over(~similar),
       **_class_codes(database_codes, database_labels),

@@ -28,6 +28,9 @@ def test_every_diagnostic_equals_its_definition():
   assert result["distinct_codes"] == 3
   # Query 110: database distances 0, 0 (same class), 3, 2 (other).
   # Query 011: 2, 2 (other class), 1, 0 (same class).
+  # Within 2 bits: query 110 gets 110, 110, 011 (2 of 3 relevant); query
+  # 011 gets all four (2 of 4 relevant).
+  assert result["precision_h2"] == pytest.approx((2 / 3 + 1 / 2) / 2)
   assert result["hamming_similar"] == pytest.approx((0 + 0 + 1 + 0) / 4)
   assert result["hamming_dissimilar"] == pytest.approx((3 + 2 + 2 + 2) / 4)
   # Majority codes: class 0 {110, 110} → 110; class 1 {001, 011} → 011

@@ -51,8 +51,8 @@ flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
 flags.mark_flag_as_required("out_dir")
 FLAGS = flags.FLAGS
 
-DIAGNOSTICS = ("class_code_min_distance", "within_class_spread",
-               "distinct_codes", "saturated")
+DIAGNOSTICS = ("precision_h2", "class_code_min_distance",
+               "within_class_spread", "distinct_codes", "saturated")
 _COLUMNS = ("variant", "bits", "seed", "validation_mAP", "mAP",
             "classifier_accuracy", *DIAGNOSTICS, "train_seconds", "args")
 
@@ -130,9 +130,9 @@ def report(rows, labels):
                  if r["variant"] == labels[0]}
     lines += [f"### {bits} bits", "",
               f"| variant | seeds | validation mAP | − {labels[0]} (paired) "
-              "| test mAP | min class distance | within-class spread "
+              "| test mAP | P@H≤2 | min class distance | within-class spread "
               "| distinct codes | saturated |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for label in labels:
       mine = [r for r in part if r["variant"] == label]
       if not mine:
