@@ -103,6 +103,9 @@ class TrainConfig:
       None, "Weight of the cross-entropy of the classifier on top of the hash "
       "layer (0: no classification loss); default: the method's (1 for dhe, "
       "dlbhc and classifier_codes, 0 for the others).")
+  label_smoothing: float = _field(
+      0.0, "Label smoothing ε of the classification loss: the target puts "
+      "1 − ε on the labels and spreads ε over all classes (0: none).")
   hash_loss_warmup_epochs: float = _field(
       0.0, "Epochs over which the weight of the hash loss grows linearly "
       "from 0 to --hash_loss_weight (0: no warm-up).")
@@ -363,6 +366,9 @@ def validate(config):
   if config.hash_loss_weight == 0 and config.classification_weight == 0:
     raise ConfigError("hash_loss_weight and classification_weight are both 0:"
                       " nothing to train.")
+  if not 0 <= config.label_smoothing < 1:
+    raise ConfigError("label_smoothing must be in [0, 1). "
+                      f"Received: label_smoothing={config.label_smoothing}")
   if not 0 <= config.validation_fraction < 1:
     raise ConfigError("validation_fraction must be in [0, 1). "
                       f"Received: validation_fraction={config.validation_fraction}")

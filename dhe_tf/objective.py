@@ -23,9 +23,9 @@ def compile_model(model, config, *, multi_label, steps_per_epoch=1,
 
   Objective: hash_loss_weight · L_method(hash)
            + classification_weight · cross-entropy(logits)
-  (softmax cross-entropy for single-label data, sigmoid for multi-label;
-  see dhe_tf.methods). A term of weight 0 is left out; with
-  classification_weight = 0 the classifier is frozen and unused.
+  (softmax cross-entropy for single-label data, sigmoid for multi-label,
+  with --label_smoothing; see dhe_tf.methods). A term of weight 0 is left
+  out; with classification_weight = 0 the classifier is frozen and unused.
 
   With hash_loss_warmup_epochs > 0 the hash loss's weight grows linearly
   from 0 over that many epochs of `steps_per_epoch` steps. The optimizer is
@@ -53,9 +53,11 @@ def compile_model(model, config, *, multi_label, steps_per_epoch=1,
     loss_weights["hash"] = config.hash_loss_weight
   if config.classification_weight > 0:
     if multi_label:
-      loss["logits"] = keras.losses.BinaryCrossentropy(from_logits=True)
+      loss["logits"] = keras.losses.BinaryCrossentropy(
+          from_logits=True, label_smoothing=config.label_smoothing)
     else:
-      loss["logits"] = keras.losses.CategoricalCrossentropy(from_logits=True)
+      loss["logits"] = keras.losses.CategoricalCrossentropy(
+          from_logits=True, label_smoothing=config.label_smoothing)
     loss_weights["logits"] = config.classification_weight
   else:
     model.get_layer("logits").trainable = False

@@ -258,3 +258,19 @@ def test_a_finished_run_or_other_flags_are_refused_an_unfinished_resumed(
   open(os.path.join(path, "model.keras"), "w").close()
   with pytest.raises(ConfigError, match="holds a finished run"):
     run_dir.check_resumable(path, flags)
+
+
+def test_label_smoothing_reaches_the_classification_loss():
+  images, labels = _batch()
+  config = config_lib.TrainConfig(bits=12, method="dlbhc",
+                                  label_smoothing=0.2)
+  model = _small()
+  objective.compile_model(model, config, multi_label=False, jit_compile=False)
+  logits = keras.ops.convert_to_numpy(model(images)["logits"]).astype(
+      np.float64)
+  targets = labels * 0.8 + 0.2 / labels.shape[1]
+  log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  expected = -(targets * log_p).sum(1).mean()
+  value = model.evaluate(images, {"hash": labels, "logits": labels},
+                         batch_size=8, verbose=0, return_dict=True)["loss"]
+  assert value == pytest.approx(expected, rel=1e-4)

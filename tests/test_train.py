@@ -102,6 +102,10 @@ def test_default_model_dir_is_new_under_runs():
      "squared"),
     (dict(method_params=("margin=2",)), "margin is a fraction of the bits"),
     (dict(method="dlbhc", hash_loss_weight=1.0), "dlbhc has no hash loss"),
+    (dict(label_smoothing=1.0), "label_smoothing must be in [0, 1). "
+     "Received: label_smoothing=1.0"),
+    (dict(method_params=("codeword_radius=1",)),
+     "codeword_radius is a fraction of the bits"),
     (dict(method="dpsh", method_params=("quantization_weight=lots",)),
      "method_params quantization_weight must be a number"),
     (dict(method="dsh", method_params=("alpha=1",)),
