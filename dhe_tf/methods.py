@@ -107,7 +107,9 @@ METHODS = {
         "cross-entropy of scaled cosines to orthogonal codewords, with a "
         "margin, on a batch-normalised hash layer (Hoe et al., NeurIPS 2021)",
         baselines.OrthoHashLoss, 1.0, 0.0,
-        _grid(scale=(4.0, 8.0), margin=(0.1, 0.2, 0.4)),
+        # Margin 0.6 was added when the first six chose 0.4, the grid's edge.
+        _grid(scale=(4.0, 8.0), margin=(0.1, 0.2, 0.4)) +
+        _grid(scale=(4.0, 8.0), margin=(0.6,)),
         head="batchnorm_sigmoid"),
     "classifier_codes": Method(
         "the codeword of the predicted class, from a plain classifier "
