@@ -486,7 +486,9 @@ def write_tuning(out_dir, rows, bits_list):
            "|---|---|" + "---|" * len(bits_list)]
   complete = {m for m in best if sum(r["method"] == m for r in rows) >=
               len(methods.METHODS[m].tuning_grid) + 1}
-  for row in rows:
+  order = list(methods.METHODS)
+  for row in sorted(rows, key=lambda r: (order.index(r["method"]),
+                                         r["trial"])):
     mark = ""
     if best[row["method"]] is row:
       mark = (" **(chosen)**" if row["method"] in complete
