@@ -88,6 +88,7 @@ def squared_distance(u):
 
 
 DISTANCES = {"expected": relaxed_hamming_distance, "squared": squared_distance}
+CODEWORD_LOSSES = ("hinge", "softmax")
 
 
 def masked_mean(values, mask):
@@ -99,14 +100,17 @@ def masked_mean(values, mask):
 def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
                            dissimilar_weight=1.0, quantization_weight=0.1,
                            distance="expected", codewords=None,
-                           codeword_weight=0.0, codeword_radius=0.0):
+                           codeword_weight=0.0, codeword_radius=0.0,
+                           codeword_loss="hinge", codeword_scale=16.0,
+                           codeword_margin=0.1):
   """The DHE loss of one batch; see HammingEmbeddingLoss for the formula.
 
   Args:
     labels: class ids [N] / [N, 1], or one-hot / multi-hot [N, C].
     u: float [N, K], sigmoid activations of the hash layer.
     margin, similar_weight, dissimilar_weight, quantization_weight,
-      distance, codeword_weight, codeword_radius: as in HammingEmbeddingLoss.
+      distance, codeword_weight, codeword_radius, codeword_loss,
+      codeword_scale, codeword_margin: as in HammingEmbeddingLoss.
     codewords: float [C, K] of 0/1, the class codewords; needed when
       codeword_weight > 0.
 
@@ -131,9 +135,15 @@ def hamming_embedding_loss(labels, u, *, margin=0.6, similar_weight=0.25,
     y = ops.cast(multi_hot(labels, w.shape[0]), u.dtype)
     share = y / ops.maximum(ops.sum(y, axis=1, keepdims=True), 1.0)
     to_codeword = codeword_distance(u, w) / bits
-    own = ops.sum(share * ops.relu(to_codeword - codeword_radius), axis=1)
-    others = masked_mean(ops.relu(separation - to_codeword), 1.0 - y)
-    loss += codeword_weight * (ops.mean(own) + others)
+    if codeword_loss == "softmax":
+      logits = -codeword_scale * (to_codeword + codeword_margin * y)
+      term = -ops.mean(ops.sum(share * ops.log_softmax(logits, axis=1),
+                               axis=1))
+    else:
+      own = ops.sum(share * ops.relu(to_codeword - codeword_radius), axis=1)
+      term = ops.mean(own) + masked_mean(ops.relu(separation - to_codeword),
+                                         1.0 - y)
+    loss += codeword_weight * term
   return loss
 
 
@@ -150,7 +160,9 @@ class HammingEmbeddingLoss(keras.losses.Loss):
         + β · mean_{(i,j)∈D} max(0, m − d̂_ij)
         + λ · mean_{i,k} 4 u_ik (1 − u_ik)
         + γ · [mean_i Σ_{c∈Y_i} max(0, ê_ic − r) / |Y_i|
-               + mean_{i, c∉Y_i} max(0, δ − ê_ic)]
+               + mean_{i, c∉Y_i} max(0, δ − ê_ic)]            (hinge)
+    or  + γ · mean_i Σ_{c∈Y_i} −log softmax_c(−s (ê_i + μ y_i)) / |Y_i|
+                                                              (softmax)
 
   The first term pulls similar pairs together, the second pushes dissimilar
   pairs at least m·K bits apart, the third drives activations to 0 or 1 so
@@ -166,7 +178,10 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   K the codewords' own separation. It pulls each image to within r·K bits
   of its class's codeword, where d(u, w) is 0 at u = w (unlike d(u_i, u_j),
   which is 2Σu(1 − u) for u_i = u_j), and keeps it at least as far from the
-  other codewords as they are from each other.
+  other codewords as they are from each other. The softmax form asks
+  instead that the own codeword be nearer than every other by μ·K bits,
+  with a cross-entropy whose gradient does not vanish once the hinge is
+  met (CosFace's additive margin, on distances in bits).
 
   The margin is a fraction of K so
   that one value serves every code length. The loss is computed over all
@@ -194,6 +209,11 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     codeword_weight: γ, weight of the class-codeword term. Default 0 (off).
     codeword_radius: r, the fraction of the bits an image may differ from
       its class's codeword in before it is pulled. Default 0.
+    codeword_loss: "hinge" or "softmax", the form of that term. Default
+      "hinge".
+    codeword_scale: s of the softmax form. Default 16.
+    codeword_margin: μ of the softmax form, a fraction of the bits.
+      Default 0.1.
     num_classes, bits: C and K, set by the run (dhe_tf.methods); needed
       when codeword_weight > 0.
     seed: seed of the codewords' choice. Default 0.
@@ -218,8 +238,10 @@ class HammingEmbeddingLoss(keras.losses.Loss):
 
   def __init__(self, margin=0.6, similar_weight=0.25, dissimilar_weight=1.0,
                quantization_weight=0.1, distance="expected",
-               codeword_weight=0.0, codeword_radius=0.0, num_classes=None,
-               bits=None, seed=0, name="hamming_embedding_loss", **kwargs):
+               codeword_weight=0.0, codeword_radius=0.0,
+               codeword_loss="hinge", codeword_scale=16.0, codeword_margin=0.1,
+               num_classes=None, bits=None, seed=0,
+               name="hamming_embedding_loss", **kwargs):
     super().__init__(name=name, **kwargs)
     if distance not in DISTANCES:
       raise ValueError(f"Unknown distance {distance!r}. Available: "
@@ -233,6 +255,12 @@ class HammingEmbeddingLoss(keras.losses.Loss):
     if not 0 <= codeword_radius < 1:
       raise ValueError("codeword_radius is a fraction of the bits, in "
                        f"[0, 1). Received: codeword_radius={codeword_radius}")
+    if codeword_loss not in CODEWORD_LOSSES:
+      raise ValueError(f"Unknown codeword_loss {codeword_loss!r}. Available: "
+                       f"{', '.join(CODEWORD_LOSSES)}")
+    self.codeword_loss = codeword_loss
+    self.codeword_scale = codeword_scale
+    self.codeword_margin = codeword_margin
     self.distance = distance
     self.margin = margin
     self.codeword_weight = codeword_weight
@@ -254,7 +282,9 @@ class HammingEmbeddingLoss(keras.losses.Loss):
         dissimilar_weight=self.dissimilar_weight,
         quantization_weight=self.quantization_weight, distance=self.distance,
         codewords=self.codewords, codeword_weight=self.codeword_weight,
-        codeword_radius=self.codeword_radius)
+        codeword_radius=self.codeword_radius,
+        codeword_loss=self.codeword_loss, codeword_scale=self.codeword_scale,
+        codeword_margin=self.codeword_margin)
 
   def get_config(self):
     config = super().get_config()
@@ -263,6 +293,9 @@ class HammingEmbeddingLoss(keras.losses.Loss):
                   quantization_weight=self.quantization_weight,
                   distance=self.distance, codeword_weight=self.codeword_weight,
                   codeword_radius=self.codeword_radius,
+                  codeword_loss=self.codeword_loss,
+                  codeword_scale=self.codeword_scale,
+                  codeword_margin=self.codeword_margin,
                   num_classes=self.num_classes, bits=self.bits,
                   seed=self.seed)
     return config

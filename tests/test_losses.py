@@ -238,3 +238,23 @@ def test_codeword_term_needs_classes_and_bits_and_round_trips():
       keras.saving.serialize_keras_object(loss))
   assert again.get_config() == loss.get_config()
   np.testing.assert_array_equal(again.codewords, loss.codewords)
+
+
+def test_softmax_codeword_term_equals_formula():
+  rng = np.random.default_rng(2)
+  u = rng.uniform(0, 1, (5, 12)).astype("float32")
+  labels = np.eye(4, dtype="float32")[[0, 1, 2, 3, 0]]
+  labels[1, 3] = 1.0  # Multi-hot: the target spreads over both labels.
+  loss = losses.HammingEmbeddingLoss(
+      similar_weight=0.0, dissimilar_weight=0.0, quantization_weight=0.0,
+      codeword_weight=0.5, codeword_loss="softmax", codeword_scale=10.0,
+      codeword_margin=0.2, num_classes=4, bits=12)
+  w = loss.codewords.astype(np.float64)
+  e = np.abs(u.astype(np.float64)[:, None, :] - w[None]).sum(-1) / 12
+  logits = -10.0 * (e + 0.2 * labels)
+  log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  t = labels / labels.sum(1, keepdims=True)
+  expected = 0.5 * -(t * log_p).sum(1).mean()
+  assert float(loss(labels, u)) == pytest.approx(expected, rel=1e-5)
+  with pytest.raises(ValueError, match="Unknown codeword_loss 'arc'"):
+    losses.HammingEmbeddingLoss(codeword_loss="arc")

@@ -97,7 +97,8 @@ def test_resolved_config_records_every_hyper_parameter():
   assert config.method_params == (
       "margin=0.5", "similar_weight=0.25", "dissimilar_weight=1.0",
       "quantization_weight=0.1", "distance=expected", "codeword_weight=0.0",
-      "codeword_radius=0.0", "seed=0")
+      "codeword_radius=0.0", "codeword_loss=hinge", "codeword_scale=16.0",
+      "codeword_margin=0.1", "seed=0")
   assert config_lib.resolve(config) == config  # Idempotent: resume compares.
 
 
