@@ -119,6 +119,15 @@ def _mean_sd(values):
   return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def _mean(key, values):
+  # A diagnostic's mean over seeds: counts of bits and codes to 0.1.
+  values = [v for v in values if v is not None]
+  if not values:
+    return ""
+  digits = 1 if key in ("class_code_min_distance", "distinct_codes") else 3
+  return f"{statistics.mean(values):.{digits}f}"
+
+
 def report(rows, labels):
   """Markdown: per code length, every variant's validation mAP (and test
   mAP with --test), its paired difference to the first variant, and the
@@ -142,8 +151,7 @@ def report(rows, labels):
       delta = (_mean_sd(deltas) if label != labels[0] and deltas else "")
       if delta and not delta.startswith("-"):
         delta = "+" + delta
-      means = [_mean_sd([r[key] for r in mine]).split(" ±")[0]
-               for key in DIAGNOSTICS]
+      means = [_mean(key, [r[key] for r in mine]) for key in DIAGNOSTICS]
       lines.append(
           f"| {label} | {','.join(str(r['seed']) for r in mine)} | "
           f"{_mean_sd([r['validation_mAP'] for r in mine])} | {delta} | "
