@@ -13,8 +13,11 @@ _COMMON = ("--dataset=embedded --protocol=tiny --backbone=small_cnn "
 
 
 def _tool(*args):
+  # The checkout's dhe_tf, whatever else is installed.
+  env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
   return subprocess.run([sys.executable, _TOOL, *args], capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=300, env=env)
 
 
 def test_two_variants_write_paired_rows_and_resume(tmp_path):
