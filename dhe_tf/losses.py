@@ -53,6 +53,7 @@ def codeword_distance(u, codewords):
   expected number of bits in which a code drawn from u_i differs from w_c.
   Unlike the distance between two relaxed codes it is 0 when u_i = w_c.
   """
+  u = ops.convert_to_tensor(u)
   w = ops.convert_to_tensor(codewords, u.dtype)
   d = (ops.sum(u, axis=-1)[:, None] + ops.sum(w, axis=-1)[None, :] -
        2.0 * ops.matmul(u, ops.transpose(w)))
@@ -65,11 +66,10 @@ def relaxed_hamming_distance(u):
   Args:
     u: float [N, K], activations in [0, 1].
 
-  d_ij = Σ_k u_ik + Σ_k u_jk − 2 u_i·u_j, clipped at 0 against float error.
+  d_ij = Σ_k u_ik + Σ_k u_jk − 2 u_i·u_j, clipped at 0 against float error:
+  `codeword_distance` with the rows of u as the codewords.
   """
-  totals = ops.sum(u, axis=-1)
-  d = totals[:, None] + totals[None, :] - 2.0 * ops.matmul(u, ops.transpose(u))
-  return ops.maximum(d, 0.0)
+  return codeword_distance(u, u)
 
 
 def squared_distance(u):
