@@ -35,26 +35,30 @@ from dhe_tf import errors
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
 
-flags.DEFINE_multi_string("variant", [], "LABEL: dhe_tf.train flags, e.g. "
-                          "'wide: --method_params=margin=0.6'. The first "
-                          "variant is the reference of the differences.")
-flags.DEFINE_string("common", "", "dhe_tf.train flags of every variant, "
-                    "before the variant's own (e.g. a --flagfile).")
-flags.DEFINE_list("bits", ["12"], "Code lengths.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, paired across variants.")
-flags.DEFINE_bool("test", False, "Also score the test queries (for a final "
-                  "table; settings are chosen on validation mAP).")
-flags.DEFINE_bool("report_only", False, "Run nothing; write the table of "
-                  "what --out_dir holds.")
-flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
-                    "results.md, runs/).")
-flags.mark_flag_as_required("out_dir")
-FLAGS = flags.FLAGS
 
 DIAGNOSTICS = ("precision_h2", "class_code_min_distance",
                "within_class_spread", "distinct_codes", "saturated")
 _COLUMNS = ("variant", "bits", "seed", "validation_mAP", "mAP",
             "classifier_accuracy", *DIAGNOSTICS, "train_seconds", "args")
+
+
+def define_flags():
+  """The command line's flags (only when run as a script, so that tests can
+  import the tool next to other tools that define flags of the same name)."""
+  flags.DEFINE_multi_string("variant", [], "LABEL: dhe_tf.train flags, e.g. "
+                            "'wide: --method_params=margin=0.6'. The first "
+                            "variant is the reference of the differences.")
+  flags.DEFINE_string("common", "", "dhe_tf.train flags of every variant, "
+                      "before the variant's own (e.g. a --flagfile).")
+  flags.DEFINE_list("bits", ["12"], "Code lengths.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, paired across variants.")
+  flags.DEFINE_bool("test", False, "Also score the test queries (for a final "
+                    "table; settings are chosen on validation mAP).")
+  flags.DEFINE_bool("report_only", False, "Run nothing; write the table of "
+                    "what --out_dir holds.")
+  flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
+                      "results.md, runs/).")
+  flags.mark_flag_as_required("out_dir")
 
 
 def parse_variant(text):
@@ -93,9 +97,9 @@ def write_rows(path, rows):
   os.replace(path + ".tmp", path)
 
 
-def run(label, args, bits, seed, out_dir):
+def run(label, args, bits, seed, out_dir, test=False):
   """Trains one variant at `bits` and `seed`; returns its results row."""
-  config = make_config(args, bits, seed, FLAGS.test)
+  config = make_config(args, bits, seed, test)
   keras.backend.clear_session()
   results = trainer.train(
       config, os.path.join(out_dir, "runs", f"{label}_{bits}bits_s{seed}"),
@@ -161,51 +165,63 @@ def report(rows, labels):
   return "\n".join(lines)
 
 
+def compare(out_dir, variants, common="", bits=("12",), seeds=("0", "1", "2"),
+            test=False, report_only=False):
+  """Runs what `out_dir`/results.csv lacks of every variant ("LABEL: flags")
+  at every code length and seed, and writes results.md; returns its text.
+  Raises ConfigError, before any run, for a variant whose flags do not
+  parse or a label run before with other flags."""
+  variants = [parse_variant(v) for v in variants]
+  if not variants:
+    raise ConfigError("Give at least one --variant.")
+  labels = [label for label, _ in variants]
+  if len(set(labels)) != len(labels):
+    raise ConfigError(f"--variant labels must differ. Received: {labels}")
+  common = shlex.split(common)
+  try:
+    bits_list = [int(b) for b in bits]
+    seeds = [int(s) for s in seeds]
+  except ValueError:
+    raise ConfigError("--bits and --seeds are integers. Received: "
+                      f"{list(bits)}, {list(seeds)}") from None
+  for _, args in variants:  # Every variant's flags parse before any run.
+    make_config(common + args, bits_list[0], seeds[0], test)
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "results.csv")
+  rows = read_rows(path)
+  for label, args in variants:
+    done = {r["args"] for r in rows if r["variant"] == label}
+    if done - {" ".join(common + args)}:
+      raise ConfigError(f"{label} was run with other flags ({done.pop()}); "
+                        "give the new flags a new label.")
+  todo = [(label, args, b, seed) for seed in seeds for b in bits_list
+          for label, args in variants
+          if not any(r["variant"] == label and r["bits"] == b and
+                     r["seed"] == seed for r in rows)]
+  for number, (label, args, b, seed) in enumerate(
+      [] if report_only else todo):
+    start = time.perf_counter()
+    rows.append(run(label, common + args, b, seed, out_dir, test))
+    write_rows(path, rows)
+    print(f"{label} {b} bits seed {seed}: validation mAP "
+          f"{rows[-1]['validation_mAP']:.4f} in "
+          f"{time.perf_counter() - start:.0f} s; "
+          f"{len(todo) - number - 1} run(s) left", flush=True)
+  table = report(rows, labels)
+  with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+    f.write(table)
+  return table
+
+
 def main(argv):
   del argv
+  flag_values = flags.FLAGS
   with errors.reported_in_one_line("compare_settings"):
-    variants = [parse_variant(v) for v in FLAGS.variant]
-    if not variants:
-      raise ConfigError("Give at least one --variant.")
-    labels = [label for label, _ in variants]
-    if len(set(labels)) != len(labels):
-      raise ConfigError(f"--variant labels must differ. Received: {labels}")
-    common = shlex.split(FLAGS.common)
-    try:
-      bits_list = [int(b) for b in FLAGS.bits]
-      seeds = [int(s) for s in FLAGS.seeds]
-    except ValueError:
-      raise ConfigError("--bits and --seeds are integers. Received: "
-                        f"{FLAGS.bits}, {FLAGS.seeds}") from None
-    for _, args in variants:  # Every variant's flags parse before any run.
-      make_config(common + args, bits_list[0], seeds[0], FLAGS.test)
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    path = os.path.join(FLAGS.out_dir, "results.csv")
-    rows = read_rows(path)
-    for label, args in variants:
-      done = {r["args"] for r in rows if r["variant"] == label}
-      if done - {" ".join(common + args)}:
-        raise ConfigError(f"{label} was run with other flags ({done.pop()}); "
-                          "give the new flags a new label.")
-    todo = [(label, args, bits, seed) for seed in seeds for bits in bits_list
-            for label, args in variants
-            if not any(r["variant"] == label and r["bits"] == bits and
-                       r["seed"] == seed for r in rows)]
-    for number, (label, args, bits, seed) in enumerate(
-        [] if FLAGS.report_only else todo):
-      start = time.perf_counter()
-      rows.append(run(label, common + args, bits, seed, FLAGS.out_dir))
-      write_rows(path, rows)
-      print(f"{label} {bits} bits seed {seed}: validation mAP "
-            f"{rows[-1]['validation_mAP']:.4f} in "
-            f"{time.perf_counter() - start:.0f} s; "
-            f"{len(todo) - number - 1} run(s) left", flush=True)
-    table = report(rows, labels)
-    with open(os.path.join(FLAGS.out_dir, "results.md"), "w",
-              encoding="utf-8") as f:
-      f.write(table)
-    print(table)
+    print(compare(flag_values.out_dir, flag_values.variant,
+                  flag_values.common, flag_values.bits, flag_values.seeds,
+                  flag_values.test, flag_values.report_only))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
