@@ -12,10 +12,7 @@
 import math
 
 import keras
-from dhe_tf import codes as codes_lib
-from dhe_tf import diagnostics
-from dhe_tf import inference
-from dhe_tf import metrics
+from dhe_tf import validation
 from dhe_tf.errors import TrainingDivergedError
 
 
@@ -91,28 +88,26 @@ class HashNetContinuation(keras.callbacks.Callback):
 class ValidationMAP(keras.callbacks.Callback):
   """Puts mAP on a held-out validation split into the logs every N epochs.
 
-  The validation queries are training images held out from fitting (never
-  the test queries); the validation database is the images fitted on. The
-  value goes into the epoch's logs as "val_mAP", so the History records it
-  and keras.callbacks.TensorBoard, placed after this callback, writes it as
-  "epoch_mAP" under logs/validation beside the loss curves; so do the
-  diagnostics of dhe_tf.diagnostics.code_diagnostics, as "val_saturated",
-  "val_bit_imbalance" etc. (`self.diagnostics` keeps the last ones).
+  The validation images are training images held out from fitting (never
+  the test queries), scored by dhe_tf.validation.score: they retrieve
+  each other, as the test queries retrieve a database of unseen images. The value goes into the epoch's logs as "val_mAP", so the History
+  records it and keras.callbacks.TensorBoard, placed after this callback,
+  writes it as "epoch_mAP" under logs/validation beside the loss curves; so
+  do the diagnostics of dhe_tf.diagnostics.code_diagnostics, as
+  "val_saturated", "val_bit_imbalance" etc. (`self.diagnostics` keeps the
+  last ones).
 
   Args:
-    queries: unbatched (image, label) dataset of validation queries.
-    database: unbatched (image, label) dataset of validation database.
+    images: unbatched (image, label) dataset of the validation images.
     every: evaluate after every `every`-th epoch and after the last one.
     epochs: the number of epochs of the run.
     batch_size: images per encoding batch.
     topk: k of mAP@k, None for all.
   """
 
-  def __init__(self, queries, database, *, every, epochs, batch_size=256,
-               topk=None):
+  def __init__(self, images, *, every, epochs, batch_size=256, topk=None):
     super().__init__()
-    self.queries = queries
-    self.database = database
+    self.images = images
     self.every = every
     self.epochs = epochs
     self.batch_size = batch_size
@@ -124,16 +119,9 @@ class ValidationMAP(keras.callbacks.Callback):
     done = epoch + 1
     if done % self.every and done != self.epochs:
       return
-    query_u, query_labels = inference.activations(
-        self.model, self.queries, batch_size=self.batch_size)
-    database_u, database_labels = inference.activations(
-        self.model, self.database, batch_size=self.batch_size)
-    value = float(metrics.mean_average_precision(
-        codes_lib.binarize(query_u), query_labels,
-        codes_lib.binarize(database_u), database_labels, topk=self.topk))
+    value, self.diagnostics = validation.score(
+        self.model, self.images, batch_size=self.batch_size, topk=self.topk)
     self.history[done] = value
-    self.diagnostics = diagnostics.code_diagnostics(
-        query_u, query_labels, database_u, database_labels)
     if logs is not None:
       logs["val_mAP"] = value
       logs.update({f"val_{name}": v for name, v in self.diagnostics.items()})

@@ -149,8 +149,9 @@ class TrainConfig:
   eval_batch_size: int = _field(256, "Images per batch when encoding queries"
                                 " and database.")
   validation_fraction: float = _field(
-      0.1, "Share of the training images held out (never the queries) to log"
-      " validation mAP to TensorBoard; 0 = none.")
+      0.1, "Share of the training images held out (never the queries) to "
+      "choose settings on: they retrieve each other (validation mAP in "
+      "TensorBoard and metrics.json); 0 = none.")
   validation_every: int = _field(5, "Log validation mAP every this many "
                                  "epochs (and after the last).")
   evaluate_test: bool = _field(

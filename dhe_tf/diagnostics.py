@@ -18,13 +18,16 @@ SATURATION = 0.05
 
 
 def code_diagnostics(query_activations, query_labels, database_activations,
-                     database_labels):
+                     database_labels, exclude_self=False):
   """Diagnostics of hash activations of queries against a database.
 
   Args:
     query_activations, database_activations: u ∈ [0, 1], float [Q, K] and
       [N, K], the hash layer's outputs (codes b = [u ≥ 0.5]).
     query_labels, database_labels: one-hot / multi-hot [Q, C] and [N, C].
+    exclude_self: the queries are the database and each is compared with
+      the others only (dhe_tf.metrics' leave-one-out, as on the validation
+      split).
 
   Returns:
     dict of floats, over the database unless said:
@@ -53,7 +56,11 @@ def code_diagnostics(query_activations, query_labels, database_activations,
   distances = metrics.hamming_distances(
       codes_lib.pack(query_codes), codes_lib.pack(database_codes))
   similar = metrics.relevance(query_labels, database_labels)
+  pairs = np.ones(similar.shape, bool)
+  if exclude_self:
+    np.fill_diagonal(pairs, False)
   def mean_over(mask):
+    mask &= pairs
     return float(distances[mask].mean()) if mask.any() else float("nan")
   return {
       "saturated": float((np.minimum(u, 1 - u) < SATURATION).mean()),
@@ -61,7 +68,8 @@ def code_diagnostics(query_activations, query_labels, database_activations,
       "bit_imbalance": float(np.abs(database_codes.mean(axis=0) - 0.5).mean()),
       "distinct_codes": float(len(np.unique(database_codes, axis=0))),
       "precision_h2": metrics.precision_recall_within_radius(
-          query_codes, query_labels, database_codes, database_labels)[0],
+          query_codes, query_labels, database_codes, database_labels,
+          exclude_self=exclude_self)[0],
       "hamming_similar": mean_over(similar),
       "hamming_dissimilar": mean_over(~similar),
       **_class_codes(database_codes, database_labels),

@@ -17,6 +17,7 @@ from dhe_tf import inference
 from dhe_tf import metrics
 from dhe_tf import plots
 from dhe_tf import run_dir
+from dhe_tf import validation
 from dhe_tf.errors import ConfigError
 
 PRECISION_AT = (100, 500, 1000)
@@ -81,16 +82,18 @@ def _retrieval_picture(data, query_codes, query_labels, database_codes,
                           relevant, distances, path, title=title)
 
 
-def check_split(data, path, parts=("query", "database")):
+def check_split(data, path, parts=("query", "database"), split=None):
   """Raises ConfigError unless `data`'s `parts` match those in RUN/split.npz.
 
   A run is evaluated (or indexed) on the very images its split recorded;
-  a changed dataset or split would silently measure something else.
+  a changed dataset or split would silently measure something else. `split`
+  replaces data.split (e.g. with the run's "validation" part).
   """
+  split = data.split if split is None else split
   with np.load(path) as recorded:
     for part in parts:
       if part in recorded and not np.array_equal(recorded[part],
-                                                 data.split[part]):
+                                                 split[part]):
         raise ConfigError(
             f"The {part} images of {data.name} differ from those in {path}: "
             "the data or its split changed since training.")
@@ -161,23 +164,46 @@ def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
   return results, curve
 
 
-def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256):
-  """Evaluates the finished run in `model_dir` again; returns the metrics
-  it wrote (see evaluate_run).
+def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256,
+                     test=True):
+  """Evaluates the finished run in `model_dir` again, by this version's
+  definitions; returns the metrics it wrote into metrics.json.
+
+  The validation split, when the run held one out, is scored again
+  (dhe_tf.validation: "validation_mAP" and "validation_diagnostics"; the
+  "validation_curve" of training is kept as it was measured), and with
+  `test` the queries (see evaluate_run).
 
   Args:
     model_dir: a finished dhe_tf.train run.
     data_dir: where the dataset is now, if not where training found it.
     topk: k of mAP@k; None for the run's setting.
     batch_size: images per encoding batch.
+    test: also score the test queries; False when choosing settings, which
+      must never see them.
   """
   run = run_dir.load_run(model_dir)
   config = run.config
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   data = run_dir.load_data(config)
-  check_split(data, os.path.join(model_dir, "split.npz"))
+  _, held_out, split = run_dir.split_training_part(config, data)
+  path = os.path.join(model_dir, "split.npz")
+  check_split(data, path, parts=("query", "database", "validation"),
+              split=split)
+  topk = topk or config.topk
+  extra = {}
+  if held_out is not None:
+    value, codes_diagnostics = validation.score(
+        run.model, held_out, batch_size=batch_size, topk=topk or data.topk)
+    extra = dict(validation_mAP=value, validation_diagnostics={
+        name: round(v, 5) for name, v in codes_diagnostics.items()})
+  if not test:
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    results = {**run_dir.read_json(metrics_path), **extra}
+    run_dir.write_json(metrics_path, results)
+    return results
   results, _ = evaluate_run(run.model, data, model_dir, batch_size=batch_size,
-                            topk=topk or config.topk,
+                            topk=topk, extra=extra,
                             score_classifier=scores_classifier(config, data))
   return results

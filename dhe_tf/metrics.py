@@ -14,6 +14,10 @@ Conventions shared by every function here:
   stable argsort of the distances gives. A fixed tie rule makes every metric a
   deterministic function of the codes; short codes tie a lot (32 bits give
   only 33 distinct distances), so mAP without one is not reproducible.
+- Leave-one-out (`exclude_self=True`): the queries are the database, the
+  same items in the same order, and each query is scored against all the
+  others, never itself. That is how the validation split is scored
+  (dhe_tf.callbacks.ValidationMAP): held-out images retrieve each other.
 - Queries are processed in chunks, a few at a time in threads; a chunk holds
   about 15 bytes per (query, database item) pair, so with the default
   `chunk_size` memory stays near 60 MB per thread (4 threads at most),
@@ -85,7 +89,8 @@ def relevance(query_labels, database_labels):
 
 
 def mean_average_precision(query_codes, query_labels, database_codes,
-                           database_labels, topk=None, chunk_size=None):
+                           database_labels, topk=None, chunk_size=None,
+                           exclude_self=False):
   """Mean average precision of Hamming ranking (mAP@topk).
 
   For one query with the database ranked by Hamming distance, ties broken by
@@ -105,25 +110,33 @@ def mean_average_precision(query_codes, query_labels, database_codes,
     database_codes: [N, K] array of 0 and 1.
     database_labels: [N] / [N, 1] / [N, C], the same form as query_labels.
     topk: rank cut-off k, or None for the whole database (mAP@ALL); values
-      above N mean N.
+      above N mean N (N − 1 with exclude_self).
     chunk_size: queries per chunk, or None for as many as keep a chunk near
       4M (query, item) pairs.
+    exclude_self: leave-one-out (see the module docstring): query i is not
+      an item of its own database.
 
   Returns:
     The mean of AP@k over all queries, as a float.
 
   Raises:
-    ValueError: on malformed codes or labels, or a topk or chunk_size that is
-      not a positive integer.
+    ValueError: on malformed codes or labels, a topk or chunk_size that is
+      not a positive integer, or exclude_self with fewer than two items or
+      with queries that are not the database.
   """
   query_codes, query_labels, database_codes, database_labels = _check_inputs(
       query_codes, query_labels, database_codes, database_labels)
   _check_positive_int(topk, "topk", allow_none=True)
-  num_items = len(database_codes)
+  num_items = len(database_codes) - _check_self(query_codes, database_codes,
+                                                exclude_self)
   k = num_items if topk is None else min(topk, num_items)
 
   def chunk_average_precisions(rows, distances):
     relevant = _relevance(query_labels[rows], database_labels)
+    if exclude_self:  # Itself: beyond every distance, never relevant.
+      own = ~_others(rows, distances.shape)
+      distances[own] = np.iinfo(distances.dtype).max
+      relevant[own] = False
     return _average_precisions(*_relevant_ranks(distances, relevant, k))
 
   chunks = _map_chunks(chunk_average_precisions, query_codes, database_codes,
@@ -173,7 +186,7 @@ def precision_at_n(query_codes, query_labels, database_codes, database_labels,
 
 
 def precision_recall_curve(query_codes, query_labels, database_codes,
-                           database_labels, chunk_size=None):
+                           database_labels, chunk_size=None, exclude_self=False):
   """Precision and recall of Hamming-radius retrieval, for every radius.
 
   At radius r a query retrieves every database item within Hamming distance
@@ -194,21 +207,27 @@ def precision_recall_curve(query_codes, query_labels, database_codes,
     database_codes: [N, K] array of 0 and 1.
     database_labels: [N] / [N, 1] / [N, C], the same form as query_labels.
     chunk_size: queries per chunk, or None as in `mean_average_precision`.
+    exclude_self: leave-one-out, as in `mean_average_precision`.
 
   Returns:
     (precision, recall), float arrays [K + 1] indexed by radius 0..K.
 
   Raises:
-    ValueError: on malformed codes or labels, or a bad chunk_size.
+    ValueError: on malformed codes or labels, a bad chunk_size, or
+      exclude_self with queries that are not the database.
   """
   query_codes, query_labels, database_codes, database_labels = _check_inputs(
       query_codes, query_labels, database_codes, database_labels)
+  _check_self(query_codes, database_codes, exclude_self)
   bits = query_codes.shape[1]
 
   def chunk_curves(rows, distances):
     """Precision and recall [Qc, K + 1]; recall NaN without relevant items."""
     relevant = _relevance(query_labels[rows], database_labels)
-    retrieved = _counts_within_radius(distances, bits)
+    others = _others(rows, distances.shape) if exclude_self else None
+    if exclude_self:
+      relevant &= others
+    retrieved = _counts_within_radius(distances, bits, others)
     hits = _counts_within_radius(distances, bits, relevant)
     num_relevant = hits[:, -1:]  # Radius K retrieves everything.
     precision = np.divide(hits, retrieved, out=np.zeros(hits.shape),
@@ -225,7 +244,8 @@ def precision_recall_curve(query_codes, query_labels, database_codes,
 
 
 def precision_recall_within_radius(query_codes, query_labels, database_codes,
-                                   database_labels, radius=2, chunk_size=None):
+                                   database_labels, radius=2, chunk_size=None,
+                                   exclude_self=False):
   """Precision and recall of retrieving every item within a Hamming radius.
 
   The point at `radius` of `precision_recall_curve`, with its conventions;
@@ -238,6 +258,7 @@ def precision_recall_within_radius(query_codes, query_labels, database_codes,
     database_labels: [N] / [N, 1] / [N, C], the same form as query_labels.
     radius: non-negative integer; values above K mean K.
     chunk_size: queries per chunk, or None as in `mean_average_precision`.
+    exclude_self: leave-one-out, as in `mean_average_precision`.
 
   Returns:
     (precision, recall) as floats.
@@ -250,7 +271,8 @@ def precision_recall_within_radius(query_codes, query_labels, database_codes,
     raise ValueError(
         f"radius must be a non-negative integer. Received: radius={radius!r}")
   precision, recall = precision_recall_curve(
-      query_codes, query_labels, database_codes, database_labels, chunk_size)
+      query_codes, query_labels, database_codes, database_labels, chunk_size,
+      exclude_self)
   radius = min(radius, len(precision) - 1)
   return float(precision[radius]), float(recall[radius])
 
@@ -342,10 +364,11 @@ def _hamming(query_words, database_words, dtype):
 
 
 def _distance_dtype(bits):
+  # The largest value stays free: exclude_self puts an item there.
   for dtype in (np.uint8, np.uint16, np.uint32):
-    if bits <= np.iinfo(dtype).max:
+    if bits < np.iinfo(dtype).max:
       return dtype
-  raise ValueError(f"Codes longer than 2**32 - 1 bits are not supported. "
+  raise ValueError(f"Codes of 2**32 - 1 bits or more are not supported. "
                    f"Received: bits={bits}")
 
 
@@ -422,6 +445,15 @@ def _average_precisions(num_relevant, ranks):
   return np.divide(total, num_relevant, out=total, where=has_relevant)
 
 
+def _others(rows, shape):
+  """bool [Qc, N]: False at each query's own item (query rows.start + i is
+  database item rows.start + i), True elsewhere."""
+  others = np.ones(shape, bool)
+  at = np.arange(shape[0])
+  others[at, rows.start + at] = False
+  return others
+
+
 def _counts_within_radius(distances, bits, mask=None):
   """[Qc, bits + 1] counts of items (where mask is True) within distance r."""
   num_queries = len(distances)
@@ -461,6 +493,18 @@ def _check_inputs(query_codes, query_labels, database_codes, database_labels):
           f"{name}_codes and {name}_labels must have one row per item. "
           f"Received: {len(codes)} codes and {len(labels)} labels")
   return query_codes, query_labels, database_codes, database_labels
+
+
+def _check_self(query_codes, database_codes, exclude_self):
+  """1 when exclude_self (each query leaves one item out), else 0."""
+  if not exclude_self:
+    return 0
+  if len(query_codes) != len(database_codes) or len(query_codes) < 2:
+    raise ValueError(
+        "exclude_self scores the items against each other: the queries must "
+        "be the database, at least two items. Received: "
+        f"{len(query_codes)} queries, {len(database_codes)} database items")
+  return 1
 
 
 def _check_codes(codes, name):

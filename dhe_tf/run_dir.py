@@ -27,6 +27,7 @@ import numpy as np
 from dhe_tf import config as config_lib
 from dhe_tf import model as model_lib
 from dhe_tf.data import datasets
+from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
 
 
@@ -202,3 +203,24 @@ def load_data(config):
                                on_bad_image=config.on_bad_image,
                                cache=config.data_cache, seed=config.seed,
                                seen_classes=config.seen_classes)
+
+
+def split_training_part(config, data):
+  """(fit part, validation part or None, split with "validation"): the
+  images a run of `config` fits on, and those it holds out to choose
+  settings (dhe_tf.callbacks.ValidationMAP), from data's training part."""
+  split = dict(data.split)
+  if config.validation_fraction == 0:
+    return data.parts["train"], None, split
+  size = len(data.split["train"])
+  if round(size * config.validation_fraction) < 2:
+    raise ConfigError(
+        f"--validation_fraction={config.validation_fraction} holds out "
+        f"{round(size * config.validation_fraction)} of the {size} training "
+        "images; the validation images retrieve each other, so it takes at "
+        "least 2 (or 0 to hold out none).")
+  fit_part, validation, held = pipeline.hold_out(
+      data.parts["train"], size, config.validation_fraction,
+      seed=config.split_seed)
+  split["validation"] = data.split["train"][held]
+  return fit_part, validation, split

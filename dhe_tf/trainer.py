@@ -14,7 +14,6 @@ import time
 from absl import logging
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dhe_tf import callbacks as callbacks_lib
@@ -26,38 +25,6 @@ from dhe_tf import objective
 from dhe_tf import run_dir
 from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
-
-
-def hold_out(dataset, size, fraction, seed):
-  """Splits a training part into (fit, validation) by a seeded draw.
-
-  Args:
-    dataset: unbatched training part with `size` elements.
-    size: its number of elements.
-    fraction: share of the elements held out for validation.
-    seed: seed of the draw.
-
-  Returns:
-    (fit dataset, validation dataset, positions of the validation elements
-    in `dataset`, int64 sorted).
-  """
-  count = int(round(size * fraction))
-  held = np.sort(np.random.default_rng(seed).choice(size, count,
-                                                    replace=False))
-  mask = np.zeros(size, bool)
-  mask[held] = True
-  mask = tf.constant(mask)
-  def keep(held_out):
-    return lambda i, item: tf.equal(mask[i], held_out)
-  def drop_index(i, item):
-    return item
-  # Filtering hides the size from Keras, which then warns at the end of the
-  # first epoch that the data "ran out"; the sizes are known, so state them.
-  fit = dataset.enumerate().filter(keep(False)).map(drop_index).apply(
-      tf.data.experimental.assert_cardinality(size - count))
-  validation = dataset.enumerate().filter(keep(True)).map(drop_index).apply(
-      tf.data.experimental.assert_cardinality(count))
-  return fit, validation, held.astype(np.int64)
 
 
 def _log_image(log_dir, name, png):
@@ -93,18 +60,6 @@ def _announce(config, strategy, xla, policy, resumed, backup_dir):
   return dict(xla=xla_on, dtype_policy=policy_name, replicas=replicas)
 
 
-def _split_training_part(config, data):
-  """(fit part, validation part or None, split with "validation")."""
-  split = dict(data.split)
-  if config.validation_fraction == 0:
-    return data.parts["train"], None, split
-  fit_part, validation, held = hold_out(
-      data.parts["train"], len(data.split["train"]),
-      config.validation_fraction, seed=config.split_seed)
-  split["validation"] = data.split["train"][held]
-  return fit_part, validation, split
-
-
 def _task_paths(model_dir, strategy, chief):
   """(directory of this task's outputs, of its backup).
 
@@ -118,7 +73,7 @@ def _task_paths(model_dir, strategy, chief):
           os.path.join(model_dir, f"backup_{hardware.task_name(strategy)}"))
 
 
-def _callbacks(config, data, logs, backup_dir, *, validation, fit_part):
+def _callbacks(config, data, logs, backup_dir, *, validation):
   """The trainer's own fit() callbacks, in the order they must run.
 
   The backup of an epoch is written before anything else sees its end, and
@@ -129,7 +84,7 @@ def _callbacks(config, data, logs, backup_dir, *, validation, fit_part):
       keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
   if validation is not None:  # Before TensorBoard, which logs its val_mAP.
     callbacks.append(callbacks_lib.ValidationMAP(
-        validation, fit_part, every=config.validation_every,
+        validation, every=config.validation_every,
         epochs=config.epochs, batch_size=config.eval_batch_size,
         topk=config.topk or data.topk))
   return callbacks + [keras.callbacks.TensorBoard(logs)]
@@ -184,7 +139,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
   if config.sampler == "balanced" and data.multi_label:
     raise ConfigError(f"--sampler=balanced needs single-label data; "
                       f"{config.dataset} is multi-label.")
-  fit_part, validation, split = _split_training_part(config, data)
+  fit_part, validation, split = run_dir.split_training_part(config, data)
   steps_per_epoch = _steps_per_epoch(len(split["train"]) - len(
       split.get("validation", ())), config.batch_size)
   # Built before anything is written: the sampler checks the images' labels.
@@ -219,8 +174,8 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
 
   logs = os.path.join(out_dir, "logs")
   own_callbacks = _callbacks(config, data, logs, backup_dir,
-                             validation=validation if chief else None,
-                             fit_part=fit_part) + method_callbacks
+                             validation=validation if chief else None
+                             ) + method_callbacks
   try:
     start = time.perf_counter()
     history = model.fit(_with_targets(train_batches), epochs=config.epochs,

@@ -95,6 +95,36 @@ def test_quick_benchmark_writes_csv_markdown_and_chart(tmp_path):
   assert (out / "results.csv").read_text(encoding="utf-8") == before
   assert (out / "results.md").read_text(encoding="utf-8") == table
 
+  # --rescore_validation scores each finished run's validation split again
+  # (training scored it by the same definition) and runs nothing.
+  with open(out / "results.csv", encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  column = lines[0].split(",").index("validation_mAP")
+  for number, line in enumerate(lines[1:3], start=1):
+    cells = line.split(",")
+    cells[column] = "0.0"
+    lines[number] = ",".join(cells)
+  (out / "results.csv").write_text("\n".join(lines) + "\n",
+                                   encoding="utf-8")
+  assert _run_in_process(*args, "--rescore_validation").count(
+      " run(s) left") == 0
+  with open(out / "results.csv", encoding="utf-8") as f:
+    for row, again in zip(rows, csv.DictReader(f)):
+      assert float(again["validation_mAP"]) == pytest.approx(
+          float(row["validation_mAP"]), abs=1e-9)
+
+  # A method's flagfile changed (the tuning chose again): its runs under the
+  # earlier settings run again, the other method's stay.
+  (tmp_path / "flags" / "embedded_hashnet.flags").write_text(
+      "--method=hashnet\n--method_params=scale=2.5\n", encoding="utf-8")
+  stdout = _run_in_process(*args)
+  assert "1 run(s) under earlier settings run again: hashnet (defaults)" in (
+      stdout)
+  assert stdout.count(" run(s) left") == 1
+  with open(out / "results.csv", encoding="utf-8") as f:
+    assert [r["settings"] for r in csv.DictReader(f)] == [
+        rows[0]["settings"], "scale=2.5"]
+
 
 def test_unknown_method_is_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:

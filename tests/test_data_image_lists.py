@@ -288,7 +288,7 @@ def _config(lists, root, **kwargs):
   return config_lib.TrainConfig(
       dataset="nuswide_21", protocol="2k10k", data_dir=lists, image_root=root,
       image_size=16, bits=8, epochs=1, batch_size=3, jit_compile="false",
-      **kwargs)
+      validation_fraction=0.4, **kwargs)
 
 
 def test_trains_on_image_lists_and_records_paths(lists_dir, tmp_path):

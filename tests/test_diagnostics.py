@@ -61,3 +61,19 @@ def test_no_pair_of_a_kind_is_nan_not_an_error():
   result = diagnostics.code_diagnostics(u, labels, u, labels)
   assert result["hamming_similar"] == 0
   assert np.isnan(result["hamming_dissimilar"])
+
+
+def test_leave_one_out_compares_each_code_with_the_others_only():
+  # Codes 00, 01, 00 of classes 0, 0, 1: the similar pairs (0, 1) and
+  # (1, 0) are 1 bit apart, the dissimilar ones 0, 1, 1, 0 bits; counting
+  # each code against itself would add three similar pairs at distance 0.
+  u = np.array([[0.1, 0.2], [0.3, 0.9], [0.2, 0.1]], np.float32)
+  labels = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+  result = diagnostics.code_diagnostics(u, labels, u, labels,
+                                        exclude_self=True)
+  assert result["hamming_similar"] == 1
+  assert result["hamming_dissimilar"] == pytest.approx(2 / 4)
+  # Within radius 2 every code retrieves both others: precision 1/2, 1/2, 0.
+  assert result["precision_h2"] == pytest.approx(1 / 3)
+  with_self = diagnostics.code_diagnostics(u, labels, u, labels)
+  assert with_self["hamming_similar"] == pytest.approx(2 / 5)

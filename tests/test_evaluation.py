@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import trainer
 from dhe_tf import evaluator
 from dhe_tf import plots
+from dhe_tf.data import pipeline
 
 
 def test_retrieval_metrics_on_hand_made_codes():
@@ -44,13 +44,13 @@ def test_images_at_keeps_the_requested_order_and_shape():
 
 def test_hold_out_is_disjoint_seeded_and_sized():
   dataset = tf.data.Dataset.range(50).map(lambda i: (i, i))
-  fit, validation, held = trainer.hold_out(dataset, 50, 0.2, seed=3)
+  fit, validation, held = pipeline.hold_out(dataset, 50, 0.2, seed=3)
   fit_ids = [int(x) for x, _ in fit]
   validation_ids = [int(x) for x, _ in validation]
   assert len(validation_ids) == 10 and len(fit_ids) == 40
   assert sorted(fit_ids + validation_ids) == list(range(50))
   np.testing.assert_array_equal(validation_ids, held)
-  _, _, again = trainer.hold_out(dataset, 50, 0.2, seed=3)
+  _, _, again = pipeline.hold_out(dataset, 50, 0.2, seed=3)
   np.testing.assert_array_equal(again, held)
   assert fit.cardinality() == 40 and validation.cardinality() == 10
 

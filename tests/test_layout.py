@@ -19,7 +19,7 @@ LAYERS = (
      "batching"),
     ("data.*",),
     ("model", "losses", "baselines"),
-    ("inference", "callbacks"),
+    ("inference", "validation", "callbacks"),
     ("methods", "optimization", "hardware"),
     ("config",),
     ("run_dir",),

@@ -348,6 +348,74 @@ def test_precision_recall_within_radius_rejects_bad_radius():
 # retrieve.
 
 
+# Leave-one-out (exclude_self): each item against all the others.
+
+
+def reference_leave_one_out(function, codes, labels, **kwargs):
+  """function of every item as its own query against the others, by
+  deleting its row: the mean over items (per radius for curves)."""
+  codes, labels = np.asarray(codes), np.asarray(labels)
+  results = []
+  for i in range(len(codes)):
+    others = np.arange(len(codes)) != i
+    results.append(function(codes[i:i + 1], labels[i:i + 1], codes[others],
+                            labels[others], **kwargs))
+  return results
+
+
+@pytest.mark.parametrize("seed, bits, label_form", RANDOM_CASES)
+@pytest.mark.parametrize("topk", [None, 7, 39, 80])
+def test_leave_one_out_map_matches_deleting_each_query(seed, bits,
+                                                        label_form, topk):
+  codes, labels, _, _ = random_case(seed, 40, 1, bits, label_form)
+  expected = np.mean(reference_leave_one_out(reference_map, codes, labels,
+                                             topk=topk))
+  for chunk_size in (None, 3):
+    assert metrics.mean_average_precision(
+        codes, labels, codes, labels, topk=topk, chunk_size=chunk_size,
+        exclude_self=True) == pytest.approx(expected, abs=1e-12)
+
+
+def test_leave_one_out_map_by_hand():
+  # Item 0 (class 0) finds item 1 (class 0) at distance 1 behind item 2
+  # (class 1) at distance 0: AP 1/2; item 1 finds item 0 first: AP 1;
+  # item 2 (class 1) has no relevant other item: AP 0. Counting itself, each
+  # item would come first at distance 0 and lift every AP.
+  codes = [[0, 0], [0, 1], [0, 0]]
+  labels = [0, 0, 1]
+  assert metrics.mean_average_precision(
+      codes, labels, codes, labels, exclude_self=True) == pytest.approx(
+          (0.5 + 1 + 0) / 3)
+
+
+@pytest.mark.parametrize("seed, bits, label_form", RANDOM_CASES[::2])
+def test_leave_one_out_precision_recall_matches_deleting_each_query(
+    seed, bits, label_form):
+  codes, labels, _, _ = random_case(seed, 30, 1, bits, label_form)
+  curves = reference_leave_one_out(reference_precision_recall, codes, labels)
+  expected_precision = np.mean([p for p, _ in curves], axis=0)
+  # Recall over the items that have a relevant other item (the others'
+  # recall is undefined, and left out).
+  has_relevant = [reference_relevance(labels[i], np.delete(labels, i, 0)
+                                      ).any() for i in range(len(codes))]
+  expected_recall = np.mean([r for (_, r), keep in zip(curves, has_relevant)
+                             if keep], axis=0)
+  precision, recall = metrics.precision_recall_curve(
+      codes, labels, codes, labels, chunk_size=4, exclude_self=True)
+  np.testing.assert_allclose(precision, expected_precision, atol=1e-12)
+  np.testing.assert_allclose(recall, expected_recall, atol=1e-12)
+  assert metrics.precision_recall_within_radius(
+      codes, labels, codes, labels, exclude_self=True)[0] == pytest.approx(
+          expected_precision[min(2, bits)])
+
+
+def test_leave_one_out_needs_the_queries_to_be_the_database():
+  with pytest.raises(ValueError, match="3 queries, 5 database items"):
+    metrics.mean_average_precision(*EXAMPLE, exclude_self=True)
+  with pytest.raises(ValueError, match="at least two items"):
+    metrics.precision_recall_curve([[1]], [0], [[1]], [0], exclude_self=True)
+
+
 def test_retrieve_by_hand():
   # Query 0 ranks 2, 1, 3, 0, 4 at distances 0, 1, 1, 2, 3.
   indices, distances = metrics.retrieve(QUERY_CODES[:1], DATABASE_CODES, k=3)

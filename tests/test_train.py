@@ -13,6 +13,7 @@ import pytest
 
 from dhe_tf import config as config_lib
 from dhe_tf import evaluator
+from dhe_tf import inference
 from dhe_tf import metrics
 from dhe_tf import model as model_lib
 from dhe_tf import run_dir
@@ -162,6 +163,33 @@ def test_validation_map_is_logged_from_held_out_training_images(tiny_run):
     assert json.load(f)["validation_mAP"] == pytest.approx(values[-1])
 
 
+def test_validation_images_retrieve_each_other(tiny_run):
+  # The validation mAP is leave-one-out retrieval among the held-out images,
+  # not retrieval of the images fitted on: each held-out image against the
+  # others, with its own row deleted.
+  model_dir, _ = tiny_run
+  run = run_dir.load_run(model_dir)
+  data = run_dir.load_data(run.config)
+  _, held_out, _ = run_dir.split_training_part(run.config, data)
+  codes, labels = inference.encode(run.model, held_out, batch_size=64)
+  expected = np.mean([
+      metrics.mean_average_precision(codes[i:i + 1], labels[i:i + 1],
+                                     np.delete(codes, i, 0),
+                                     np.delete(labels, i, 0))
+      for i in range(len(codes))])
+  with open(os.path.join(model_dir, "metrics.json")) as f:
+    trained = json.load(f)
+  assert trained["validation_mAP"] == pytest.approx(expected, abs=1e-9)
+
+  # Scoring again without the test queries rewrites only the validation.
+  again = evaluator.evaluate_run_dir(model_dir, test=False)
+  assert again["validation_mAP"] == pytest.approx(expected, abs=1e-9)
+  assert again == {**trained, "validation_mAP": again["validation_mAP"],
+                   "validation_diagnostics": again["validation_diagnostics"]}
+  assert again["validation_diagnostics"]["distinct_codes"] == len(
+      np.unique(codes, axis=0))
+
+
 def test_evaluate_rewrites_metrics_and_pictures(tiny_run):
   model_dir, _ = tiny_run
   with open(os.path.join(model_dir, "metrics.json")) as f:
@@ -211,3 +239,13 @@ def test_a_fresh_process_loads_the_model_through_dhe_tf_alone(tiny_run):
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == "loaded"
+
+
+def test_a_validation_split_of_one_image_is_refused_before_writing(tmp_path):
+  config = config_lib.TrainConfig(dataset="embedded", protocol="tiny",
+                                  backbone="small_cnn", bits=8, epochs=1,
+                                  validation_fraction=0.002)
+  with pytest.raises(ConfigError, match="holds out 1 of the 500 training "
+                     "images; the validation images retrieve each other"):
+    trainer.train(config, str(tmp_path / "run"), verbose=0)
+  assert not os.path.exists(tmp_path / "run")

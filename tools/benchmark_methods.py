@@ -41,6 +41,7 @@ import keras
 
 from dhe_tf import config as config_lib
 from dhe_tf import errors
+from dhe_tf import evaluator
 from dhe_tf import methods
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
@@ -70,6 +71,12 @@ flags.DEFINE_bool("tune", False, "Choose each method's settings: every "
 flags.DEFINE_bool("report_only", False, "Run nothing: write the tables and "
                   "pictures of what --out_dir holds (after an interrupted "
                   "sitting).")
+flags.DEFINE_bool("rescore_validation", False, "Run nothing: score the "
+                  "validation split of every finished run in --out_dir again"
+                  " by this version's definition (dhe_tf.validation; the "
+                  "queries stay unscored), then write the tables; with "
+                  "--tune, choose the settings again and rewrite the "
+                  "flagfiles.")
 flags.DEFINE_string("tune_protocol", "1k5k", "Protocol of the tuning runs.")
 flags.DEFINE_list("tune_bits", ["12"], "Code lengths of the tuning runs "
                   "(mean validation mAP over them decides).")
@@ -359,9 +366,27 @@ def benchmark(out_dir, runs):
   """
   path = os.path.join(out_dir, "results.csv")
   rows = read_rows(path)
+  if FLAGS.rescore_validation:
+    for row in rows:
+      row["validation_mAP"] = _rescore(os.path.join(
+          out_dir, "runs", run_name(row["protocol"], row["method"],
+                                    row["bits"], row["seed"])))
+    write_csv(path, rows, _COLUMNS)
+  # A run under other settings than its method's flagfile now holds (the
+  # tuning chose again) is run again.
+  settings = {(p, m): describe(base_config(m, p))
+              for p in {r["protocol"] for r in rows} for m in FLAGS.methods}
+  stale = [r for r in rows if settings.get((r["protocol"], r["method"]),
+                                           r["settings"]) != r["settings"]]
+  if stale and not (FLAGS.report_only or FLAGS.rescore_validation):
+    print(f"{len(stale)} run(s) under earlier settings run again: " +
+          ", ".join(sorted({f"{r['method']} ({r['settings']})"
+                            for r in stale})), flush=True)
+    rows = [r for r in rows if r not in stale]
   done = {(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
   todo = [(p, m, b, s) for p, b, s in runs for m in FLAGS.methods
-          if (p, m, b, s) not in done and not FLAGS.report_only]
+          if (p, m, b, s) not in done and not FLAGS.report_only
+          and not FLAGS.rescore_validation]
   for number, (protocol, method, bits, seed) in enumerate(todo):
     config = dataclasses.replace(base_config(method, protocol), bits=bits,
                                  seed=seed)
@@ -381,6 +406,13 @@ def benchmark(out_dir, runs):
   rows = [r for r in rows if r["method"] in FLAGS.methods and
           (r["protocol"], r["bits"], r["seed"]) in wanted]
   report(out_dir, rows)
+
+
+def _rescore(directory):
+  """The validation mAP of a finished run, scored again (without the
+  queries) by this version's dhe_tf.validation."""
+  keras.backend.clear_session()
+  return evaluator.evaluate_run_dir(directory, test=False)["validation_mAP"]
 
 
 def report(out_dir, rows):
@@ -420,7 +452,16 @@ def tune(out_dir, bits_list):
   batches; resumable (tuning.csv); writes the best to the flagfiles."""
   path = os.path.join(out_dir, "tuning.csv")
   rows = read_tuning(path)
-  for method in [] if FLAGS.report_only else FLAGS.methods:
+  if FLAGS.rescore_validation:
+    for row in rows:
+      for bits in bits_list:
+        row[f"validation_mAP_{bits}"] = _rescore(os.path.join(
+            out_dir, "runs", f"{row['method']}_trial{row['trial']}_{bits}bits"))
+      row["validation_mAP"] = statistics.mean(
+          row[f"validation_mAP_{bits}"] for bits in bits_list)
+    write_csv(path, rows)
+  for method in ([] if FLAGS.report_only or FLAGS.rescore_validation
+                 else FLAGS.methods):
     grid = list(methods.METHODS[method].tuning_grid)
     for trial in range(len(grid) + 1):
       if any(r["method"] == method and r["trial"] == trial for r in rows):

@@ -45,6 +45,7 @@ from dhe_tf import errors
 from dhe_tf import hardware
 from dhe_tf import run_dir
 from dhe_tf import trainer
+from dhe_tf.data import pipeline
 
 _BACKBONE = flags.DEFINE_string("backbone", "cnn", "Backbone of every variant.")
 _IMAGE_SIZE = flags.DEFINE_integer(
@@ -96,7 +97,7 @@ class StepTimer(keras.callbacks.Callback):
 def _training_arrays(config):
   """(images uint8 [N, H, W, C], one-hot labels [N, C]) the trainer fits on."""
   data = run_dir.load_data(config)
-  fit_part, _, _ = trainer.hold_out(
+  fit_part, _, _ = pipeline.hold_out(
       data.parts["train"], len(data.split["train"]),
       config.validation_fraction, seed=config.split_seed)
   images, labels = zip(*fit_part.as_numpy_iterator())

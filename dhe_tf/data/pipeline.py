@@ -195,3 +195,35 @@ def batches(dataset, *, batch_size, training, seed=None, augment="none",
   dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y),
                         num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def hold_out(dataset, size, fraction, seed):
+  """Splits a training part into (fit, validation) by a seeded draw.
+
+  Args:
+    dataset: unbatched training part with `size` elements.
+    size: its number of elements.
+    fraction: share of the elements held out for validation.
+    seed: seed of the draw.
+
+  Returns:
+    (fit dataset, validation dataset, positions of the validation elements
+    in `dataset`, int64 sorted).
+  """
+  count = int(round(size * fraction))
+  held = np.sort(np.random.default_rng(seed).choice(size, count,
+                                                    replace=False))
+  mask = np.zeros(size, bool)
+  mask[held] = True
+  mask = tf.constant(mask)
+  def keep(held_out):
+    return lambda i, item: tf.equal(mask[i], held_out)
+  def drop_index(i, item):
+    return item
+  # Filtering hides the size from Keras, which then warns at the end of the
+  # first epoch that the data "ran out"; the sizes are known, so state them.
+  fit = dataset.enumerate().filter(keep(False)).map(drop_index).apply(
+      tf.data.experimental.assert_cardinality(size - count))
+  validation = dataset.enumerate().filter(keep(True)).map(drop_index).apply(
+      tf.data.experimental.assert_cardinality(count))
+  return fit, validation, held.astype(np.int64)
