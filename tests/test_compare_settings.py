@@ -58,6 +58,12 @@ def test_two_variants_write_paired_rows_and_resume(tmp_path, capsys):
     _COMPARE.compare(str(tmp_path), changed, **kwargs)
   assert (tmp_path / "results.md").read_text(encoding="utf-8") == table
 
+  # Scoring the validation again (by the definition training used) runs
+  # nothing and finds the same numbers.
+  assert _COMPARE.compare(str(tmp_path), variants, rescore_validation=True,
+                          **kwargs) == table
+  assert " run(s) left" not in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("variant, message", [
     ("--bits=12", "--variant is 'LABEL: flags'"),

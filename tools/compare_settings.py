@@ -32,6 +32,7 @@ import keras
 
 from dhe_tf import config as config_lib
 from dhe_tf import errors
+from dhe_tf import evaluator
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
 
@@ -56,6 +57,10 @@ def define_flags():
                     "table; settings are chosen on validation mAP).")
   flags.DEFINE_bool("report_only", False, "Run nothing; write the table of "
                     "what --out_dir holds.")
+  flags.DEFINE_bool("rescore_validation", False, "Run nothing: score the "
+                    "validation split of every run in --out_dir again by "
+                    "this version's definition (dhe_tf.validation), then "
+                    "write the table.")
   flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
                       "results.md, runs/).")
   flags.mark_flag_as_required("out_dir")
@@ -97,13 +102,16 @@ def write_rows(path, rows):
   os.replace(path + ".tmp", path)
 
 
+def _run_dir(out_dir, label, bits, seed):
+  return os.path.join(out_dir, "runs", f"{label}_{bits}bits_s{seed}")
+
+
 def run(label, args, bits, seed, out_dir, test=False):
   """Trains one variant at `bits` and `seed`; returns its results row."""
   config = make_config(args, bits, seed, test)
   keras.backend.clear_session()
-  results = trainer.train(
-      config, os.path.join(out_dir, "runs", f"{label}_{bits}bits_s{seed}"),
-      verbose=0)
+  results = trainer.train(config, _run_dir(out_dir, label, bits, seed),
+                          verbose=0)
   diagnostics = results.get("validation_diagnostics", {})
   return dict(variant=label, bits=bits, seed=seed,
               validation_mAP=results.get("validation_mAP"),
@@ -166,11 +174,13 @@ def report(rows, labels):
 
 
 def compare(out_dir, variants, common="", bits=("12",), seeds=("0", "1", "2"),
-            test=False, report_only=False):
+            test=False, report_only=False, rescore_validation=False):
   """Runs what `out_dir`/results.csv lacks of every variant ("LABEL: flags")
   at every code length and seed, and writes results.md; returns its text.
   Raises ConfigError, before any run, for a variant whose flags do not
-  parse or a label run before with other flags."""
+  parse or a label run before with other flags. With rescore_validation
+  nothing runs: the runs' validation splits are scored again
+  (dhe_tf.validation) and their rows updated."""
   variants = [parse_variant(v) for v in variants]
   if not variants:
     raise ConfigError("Give at least one --variant.")
@@ -194,12 +204,22 @@ def compare(out_dir, variants, common="", bits=("12",), seeds=("0", "1", "2"),
     if done - {" ".join(common + args)}:
       raise ConfigError(f"{label} was run with other flags ({done.pop()}); "
                         "give the new flags a new label.")
+  if rescore_validation:
+    for row in rows:
+      keras.backend.clear_session()
+      results = evaluator.evaluate_run_dir(
+          _run_dir(out_dir, row["variant"], row["bits"], row["seed"]),
+          test=False)
+      diagnostics = results["validation_diagnostics"]
+      row.update(validation_mAP=results["validation_mAP"],
+                 **{key: diagnostics.get(key) for key in DIAGNOSTICS})
+    write_rows(path, rows)
   todo = [(label, args, b, seed) for seed in seeds for b in bits_list
           for label, args in variants
           if not any(r["variant"] == label and r["bits"] == b and
                      r["seed"] == seed for r in rows)]
   for number, (label, args, b, seed) in enumerate(
-      [] if report_only else todo):
+      [] if report_only or rescore_validation else todo):
     start = time.perf_counter()
     rows.append(run(label, common + args, b, seed, out_dir, test))
     write_rows(path, rows)
@@ -219,7 +239,8 @@ def main(argv):
   with errors.reported_in_one_line("compare_settings"):
     print(compare(flag_values.out_dir, flag_values.variant,
                   flag_values.common, flag_values.bits, flag_values.seeds,
-                  flag_values.test, flag_values.report_only))
+                  flag_values.test, flag_values.report_only,
+                  flag_values.rescore_validation))
 
 
 if __name__ == "__main__":
