@@ -87,6 +87,11 @@ class TrainConfig:
       "normalisation before the sigmoid, OrthoHash's) or class_codes (the "
       "codeword of the predicted class); empty = the method's own "
       "(README, 'Methods').")
+  hamming_classifier: float | None = _field(
+      None, "β > 0: the classifier scores classes by the Hamming distance of "
+      "the code to a learned code per class, logits_c = b_c − β·d̂(u, "
+      "σ(v_c)) (dhe_tf.heads.HammingClassifier); 0 = a dense layer on the "
+      "hash layer (the paper's).")
   # The objective.
   method: str = _field(
       "dhe", "Hashing method, i.e. the loss on the hash layer: " + "; ".join(
@@ -340,7 +345,8 @@ _LOWER_BOUNDS = (
     ("hash_loss_weight", 0, False), ("classification_weight", 0, False),
     ("hash_loss_warmup_epochs", 0, False),
     ("backbone_lr_multiplier", 0, False), ("freeze_backbone_epochs", 0, False),
-    ("warmup_epochs", 0, False), ("weight_decay", 0, False))
+    ("warmup_epochs", 0, False), ("weight_decay", 0, False),
+    ("hamming_classifier", 0, False))
 
 
 def validate(config):
@@ -360,6 +366,9 @@ def validate(config):
       raise ConfigError(f"{name} must be {relation} {lowest}. "
                         f"Received: {name}={value}")
   model_lib.check_head(config.head)
+  if config.head == "class_codes" and config.hamming_classifier:
+    raise ConfigError("head=class_codes classifies the features, not the "
+                      "codes: hamming_classifier does not apply to it.")
   if config.head == "class_codes" and config.hash_loss_weight:
     raise ConfigError("head=class_codes gives codes no gradient: it needs a "
                       "method trained by classification alone "

@@ -19,8 +19,8 @@ import os
 
 import keras
 
-from dhe_tf import codewords as codewords_lib
 from dhe_tf import downloads
+from dhe_tf import heads
 from dhe_tf.errors import ConfigError
 from dhe_tf.errors import DataUnavailableError
 
@@ -84,69 +84,6 @@ class ImagePreprocessing(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(backbone=self.backbone, size=self.size)
-    return config
-
-
-@keras.saving.register_keras_serializable(package="dhe_tf")
-class ClassCodewords(keras.layers.Layer):
-  """The K-bit codeword of the predicted class: classifier logits → code.
-
-  The trivial baseline of Sablayrolles et al.: an image's code is the
-  codeword of its predicted class argmax(logits). The codewords are CSQ's
-  hash centres (dhe_tf.codewords.hash_centers: Hadamard rows, or balanced
-  random codes) taken from ±1 to 0/1. With multi_label, the predicted
-  classes are those with logit ≥ 0 (sigmoid ≥ 0.5), or the top one when
-  none is, and the code is the sign of their summed centres, ties from a
-  fixed random code: CSQ's target of multi-hot labels (CSQLoss.targets).
-  The codewords are non-trainable weights, so a saved model keeps them.
-
-  Args:
-    num_classes: C.
-    bits: K.
-    seed: seed of random codewords. Default 0.
-    multi_label: whether several classes may be predicted. Default False.
-    **kwargs: forwarded to keras.layers.Layer.
-
-  Input: logits float [B, C]. Output: float32 [B, K] of 0/1.
-
-  Example:
-    >>> ClassCodewords(10, 16)(np.eye(10, dtype="float32"))  # the 10 codes
-
-  Reference: A. Sablayrolles, M. Douze, N. Usunier, H. Jégou, "How should
-  we evaluate supervised hashing?", ICASSP 2017.
-  """
-
-  def __init__(self, num_classes, bits, seed=0, multi_label=False, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = num_classes
-    self.bits = bits
-    self.seed = seed
-    self.multi_label = multi_label
-    self.codewords = self.add_weight(
-        shape=(num_classes, bits), trainable=False, name="codewords",
-        initializer=keras.initializers.Constant(
-            codewords_lib.hash_centers(num_classes, bits, seed)))
-    self.tie_codeword = self.add_weight(
-        shape=(bits,), trainable=False, name="tie_codeword",
-        initializer=keras.initializers.Constant(
-            codewords_lib.tie_center(bits, seed)))
-
-  def call(self, logits):
-    logits = keras.ops.cast(logits, "float32")
-    predicted = keras.ops.one_hot(keras.ops.argmax(logits, axis=-1),
-                                  self.num_classes)
-    if self.multi_label:
-      predicted = keras.ops.maximum(
-          predicted, keras.ops.cast(logits >= 0.0, "float32"))
-    total = keras.ops.matmul(predicted, self.codewords)
-    total = keras.ops.where(keras.ops.equal(total, 0.0),
-                            self.tie_codeword[None, :], total)
-    return (keras.ops.sign(total) + 1.0) / 2.0
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_classes=self.num_classes, bits=self.bits,
-                  seed=self.seed, multi_label=self.multi_label)
     return config
 
 
@@ -270,7 +207,7 @@ def check_head(head):
 
 def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
                 fc_units=(), image_size=None, head="sigmoid",
-                multi_label=False):
+                hamming_classifier=None, multi_label=False):
   """Builds the DHE model, or the variant of head `head`.
 
   Args:
@@ -287,8 +224,11 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
       "batchnorm_sigmoid": hash = sigmoid(BN(Dense(K, no bias)(x))) (layers
         "hash_dense", "hash_batchnorm"; BN momentum 0.9, ε = 1e-5, PyTorch's
         BatchNorm1d defaults as in OrthoHash's code), logits as above;
-      "class_codes": logits = Dense(C)(x), hash = ClassCodewords(logits),
+      "class_codes": logits = Dense(C)(x), hash = heads.ClassCodewords(logits),
         0/1 codes.
+    hamming_classifier: β > 0 for logits = heads.HammingClassifier(C, β)
+      (hash) instead of Dense(C)(hash), under "sigmoid" and
+      "batchnorm_sigmoid"; None or 0 for the dense classifier.
     multi_label: for "class_codes": whether several classes may be
       predicted (ClassCodewords).
 
@@ -320,7 +260,7 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
   if head == "class_codes":
     logits = keras.layers.Dense(num_classes, name="logits",
                                 dtype="float32")(x)
-    codes = ClassCodewords(num_classes, bits, multi_label=multi_label,
+    codes = heads.ClassCodewords(num_classes, bits, multi_label=multi_label,
                            name="hash", dtype="float32")(logits)
   else:
     if head == "batchnorm_sigmoid":
@@ -334,8 +274,12 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     else:
       codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
                                  dtype="float32")(x)
-    logits = keras.layers.Dense(num_classes, name="logits",
-                                dtype="float32")(codes)
+    if hamming_classifier:
+      logits = heads.HammingClassifier(num_classes, hamming_classifier,
+                                       name="logits", dtype="float32")(codes)
+    else:
+      logits = keras.layers.Dense(num_classes, name="logits",
+                                  dtype="float32")(codes)
   return keras.Model(inputs, {"hash": codes, "logits": logits},
                      name=f"dhe_{backbone}_{bits}bits")
 

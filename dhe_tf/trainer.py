@@ -153,7 +153,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
         num_classes=data.num_classes, image_shape=data.image_shape,
         weights=config.weights, fc_units=config.fc_units,
         image_size=config.image_size,
-        head=config.head,
+        head=config.head, hamming_classifier=config.hamming_classifier,
         multi_label=data.multi_label)
     method_callbacks = objective.compile_model(
         model, config, multi_label=data.multi_label,

@@ -111,6 +111,10 @@ def test_head_defaults_to_the_method_s_and_can_be_chosen():
      "batchnorm_sigmoid, class_codes"),
     (dict(method="dhe", head="class_codes"),
      "head=class_codes gives codes no gradient"),
+    (dict(method="classifier_codes", hamming_classifier=2.0),
+     "hamming_classifier does not apply to it"),
+    (dict(hamming_classifier=-1.0),
+     "hamming_classifier must be at least 0. Received: hamming_classifier=-1"),
 ])
 def test_a_bad_head_is_named(values, message):
   with pytest.raises(ConfigError, match=message):

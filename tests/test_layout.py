@@ -18,7 +18,7 @@ LAYERS = (
      "diagnostics",
      "batching"),
     ("data.*",),
-    ("model", "losses", "baselines"),
+    ("heads", "model", "losses", "baselines"),
     ("inference", "validation", "callbacks"),
     ("methods", "optimization", "hardware"),
     ("config",),

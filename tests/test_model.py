@@ -145,31 +145,6 @@ def test_batchnorm_head_normalises_the_hash_pre_activation(tmp_path):
       before["hash"], atol=1e-6)
 
 
-def test_class_codewords_map_logits_to_the_predicted_class_codeword():
-  layer = model_lib.ClassCodewords(5, 12, seed=2)
-  codewords = (codewords_lib.hash_centers(5, 12, 2) + 1) / 2
-  logits = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
-  np.testing.assert_array_equal(
-      keras.ops.convert_to_numpy(layer(logits)),
-      codewords[logits.argmax(axis=1)])
-  again = model_lib.ClassCodewords.from_config(layer.get_config())
-  assert again.get_config() == layer.get_config()
-  np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(logits)),
-                                keras.ops.convert_to_numpy(layer(logits)))
-
-
-def test_multi_label_class_codes_are_the_sign_of_summed_centres():
-  layer = model_lib.ClassCodewords(4, 8, multi_label=True)
-  centers = codewords_lib.hash_centers(4, 8)
-  logits = np.array([[2.0, 1.0, -1.0, -3.0],   # classes 0 and 1
-                     [-2.0, -0.5, -1.0, -3.0]],  # none: the top one, 1
-                    "float32")
-  total = np.stack([centers[0] + centers[1], centers[1]])
-  total = np.where(total == 0, codewords_lib.tie_center(8)[None, :], total)
-  np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(logits)),
-                                (np.sign(total) + 1) / 2)
-
-
 def test_class_codes_head_classifies_the_features(tmp_path):
   model = model_lib.build_model(backbone="small_cnn", bits=8, num_classes=4,
                                 image_shape=(16, 16, 1), head="class_codes")

@@ -1,0 +1,103 @@
+"""dhe_tf.heads: class codewords and the Hamming classifier, against their
+formulas."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dhe_tf import codewords as codewords_lib
+from dhe_tf import heads
+from dhe_tf import model as model_lib
+
+
+def test_class_codewords_map_logits_to_the_predicted_class_codeword():
+  layer = heads.ClassCodewords(5, 12, seed=2)
+  codewords = (codewords_lib.hash_centers(5, 12, 2) + 1) / 2
+  logits = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
+  np.testing.assert_array_equal(
+      keras.ops.convert_to_numpy(layer(logits)),
+      codewords[logits.argmax(axis=1)])
+  again = heads.ClassCodewords.from_config(layer.get_config())
+  assert again.get_config() == layer.get_config()
+  np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(logits)),
+                                keras.ops.convert_to_numpy(layer(logits)))
+
+
+def test_multi_label_class_codes_are_the_sign_of_summed_centres():
+  layer = heads.ClassCodewords(4, 8, multi_label=True)
+  centers = codewords_lib.hash_centers(4, 8)
+  logits = np.array([[2.0, 1.0, -1.0, -3.0],   # classes 0 and 1
+                     [-2.0, -0.5, -1.0, -3.0]],  # none: the top one, 1
+                    "float32")
+  total = np.stack([centers[0] + centers[1], centers[1]])
+  total = np.where(total == 0, codewords_lib.tie_center(8)[None, :], total)
+  np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(logits)),
+                                (np.sign(total) + 1) / 2)
+
+
+def _hamming_logits(u, class_logits, bias, scale):
+  # NumPy: b_c − β Σ_k u_k (1 − m_ck) + m_ck (1 − u_k), m = σ(v).
+  m = 1 / (1 + np.exp(-class_logits))
+  distance = (u[:, None, :] * (1 - m[None]) +
+              m[None] * (1 - u[:, None, :])).sum(-1)
+  return bias[None, :] - scale * distance
+
+
+def test_hamming_classifier_equals_its_formula_and_hamming_distance():
+  rng = np.random.default_rng(0)
+  layer = heads.HammingClassifier(5, 1.5)
+  u = rng.uniform(size=(7, 12)).astype("float32")
+  logits = keras.ops.convert_to_numpy(layer(u))
+  class_logits, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+  assert class_logits.shape == (5, 12) and bias.shape == (5,)
+  np.testing.assert_allclose(logits, _hamming_logits(u, class_logits, bias,
+                                                     1.5), atol=1e-5)
+  # With binary codes and saturated class codes, the distance is Hamming's:
+  # each differing bit costs exactly β.
+  layer.class_logits.assign(np.where(class_logits > 0, 30.0, -30.0))
+  codes = (u > 0.5).astype("float32")
+  hamming = (codes[:, None, :] != (class_logits > 0)[None]).sum(-1)
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(codes)),
+                             -1.5 * hamming, atol=1e-4)
+
+
+def test_hamming_classifier_gradients_are_finite_at_0_half_and_1():
+  layer = heads.HammingClassifier(3, 2.0)
+  u = tf.constant([[0.0, 0.5, 1.0, 0.0], [1.0, 1.0, 0.5, 0.5]])
+  labels = tf.constant([0, 2])
+  with tf.GradientTape() as tape:
+    tape.watch(u)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        labels, layer(u))
+  gradients = tape.gradient(loss, [u] + layer.trainable_weights)
+  assert all(np.isfinite(g.numpy()).all() for g in gradients)
+  # ∂logit_c/∂u_k = −β (1 − 2 m_ck): a bit pulls towards its class code.
+  m = keras.ops.convert_to_numpy(layer.class_codes())
+  jacobian = tf.GradientTape(persistent=True)
+  with jacobian:
+    jacobian.watch(u)
+    out = layer(u)[0, 1]
+  np.testing.assert_allclose(jacobian.gradient(out, u).numpy()[0],
+                             -2.0 * (1 - 2 * m[1]), atol=1e-6)
+
+
+def test_model_with_hamming_classifier_saves_and_loads(tmp_path):
+  model = model_lib.build_model(backbone="small_cnn", bits=6, num_classes=3,
+                                image_shape=(16, 16, 1),
+                                hamming_classifier=2.0)
+  assert isinstance(model.get_layer("logits"), heads.HammingClassifier)
+  images = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 1)).astype(
+      "float32")
+  before = model.predict(images, verbose=0)
+  path = os.path.join(tmp_path, "model.keras")
+  model.save(path)
+  after = model_lib.load_model(path).predict(images, verbose=0)
+  for key in ("hash", "logits"):
+    np.testing.assert_allclose(after[key], before[key], atol=1e-6)
+  layer = model.get_layer("logits")
+  np.testing.assert_allclose(before["logits"], _hamming_logits(
+      before["hash"], *(keras.ops.convert_to_numpy(w) for w in layer.weights),
+      2.0), atol=1e-4)
