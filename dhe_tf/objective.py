@@ -40,7 +40,7 @@ def compile_model(model, config, *, multi_label, steps_per_epoch=1,
   config = config_lib.resolve(config)
   hash_loss = methods.make_loss(
       config.method, config.method_params,
-      num_classes=model.get_layer("logits").units, bits=config.bits)
+      num_classes=model.output["logits"].shape[-1], bits=config.bits)
   fit_callbacks = (methods.METHODS[config.method].callbacks(hash_loss)
                    if hash_loss is not None else [])
   if hash_loss is not None and config.hash_loss_warmup_epochs > 0:

@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from dhe_tf import codewords as codewords_lib
+from dhe_tf import config as config_lib
 from dhe_tf import heads
 from dhe_tf import model as model_lib
+from dhe_tf import trainer
 
 
 def test_class_codewords_map_logits_to_the_predicted_class_codeword():
@@ -101,3 +103,16 @@ def test_model_with_hamming_classifier_saves_and_loads(tmp_path):
   np.testing.assert_allclose(before["logits"], _hamming_logits(
       before["hash"], *(keras.ops.convert_to_numpy(w) for w in layer.weights),
       2.0), atol=1e-4)
+
+
+def test_a_run_trains_and_saves_the_hamming_classifier(tmp_path):
+  config = config_lib.TrainConfig(
+      dataset="embedded", protocol="tiny", backbone="small_cnn", bits=6,
+      epochs=1, jit_compile="false", hamming_classifier=2.0,
+      evaluate_test=False)
+  results = trainer.train(config, str(tmp_path / "run"), verbose=0)
+  assert 0 < results["validation_mAP"] <= 1
+  model = model_lib.load_model(str(tmp_path / "run" / "model.keras"))
+  layer = model.get_layer("logits")
+  assert isinstance(layer, heads.HammingClassifier) and layer.scale == 2.0
+  assert tuple(layer.class_logits.shape) == (10, 6)
