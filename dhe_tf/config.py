@@ -88,10 +88,12 @@ class TrainConfig:
       "codeword of the predicted class); empty = the method's own "
       "(README, 'Methods').")
   hamming_classifier: float | None = _field(
-      None, "β > 0: the classifier scores classes by the Hamming distance of "
-      "the code to a learned code per class, logits_c = b_c − β·d̂(u, "
-      "σ(v_c)) (dhe_tf.heads.HammingClassifier); 0 = a dense layer on the "
-      "hash layer (the paper's).")
+      None, "β > 0: class scores b_c − β·d̂(u, σ(v_c)), the distance to a "
+      "learned code per class (dhe_tf.heads); 0 = a dense layer (the paper's).")
+  classifier_reads: str = _field(
+      "activations", "What the classifier reads: activations (u, the "
+      "paper's) or codes (b = [u ≥ ½], gradients passed to u straight "
+      "through).")
   # The objective.
   method: str = _field(
       "dhe", "Hashing method, i.e. the loss on the hash layer: " + "; ".join(
@@ -365,10 +367,8 @@ def validate(config):
       relation = ">" if excluded else "at least"
       raise ConfigError(f"{name} must be {relation} {lowest}. "
                         f"Received: {name}={value}")
-  model_lib.check_head(config.head)
-  if config.head == "class_codes" and config.hamming_classifier:
-    raise ConfigError("head=class_codes classifies the features, not the "
-                      "codes: hamming_classifier does not apply to it.")
+  model_lib.check_head(config.head, config.hamming_classifier,
+                       config.classifier_reads)
   if config.head == "class_codes" and config.hash_loss_weight:
     raise ConfigError("head=class_codes gives codes no gradient: it needs a "
                       "method trained by classification alone "

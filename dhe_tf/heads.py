@@ -6,6 +6,8 @@ become codes and codes become class scores (dhe_tf.model.build_model).
 - `HammingClassifier`: class scores from the relaxed Hamming distance of the
   code to a learned code per class, so that the classifier ranks classes the
   way Hamming retrieval ranks images.
+- `StraightThrough`: the binary code b = [u ≥ ½] in the forward pass with
+  the gradient of u, so a classifier can read the codes retrieval uses.
 """
 
 import keras
@@ -134,3 +136,23 @@ class HammingClassifier(keras.layers.Layer):
     config = super().get_config()
     config.update(num_classes=self.num_classes, scale=self.scale)
     return config
+
+
+@keras.saving.register_keras_serializable(package="dhe_tf")
+class StraightThrough(keras.layers.Layer):
+  """b = [u ≥ ½] forward, ∂b/∂u = 1 backward (a straight-through estimator).
+
+  A classifier on u can be sure of an image whose u is near ½ on a few
+  bits, and binarising then moves the image to a code it was never scored
+  on. A classifier on b sees the codes retrieval sees, so to hedge between
+  two classes the network must flip bits — its uncertainty stays in the
+  Hamming distance. The gradient passes to u unchanged, as in GreedyHash
+  (Su et al., NeurIPS 2018).
+
+  Input: u float [B, K] in [0, 1]. Output: float32 [B, K] of 0/1.
+  """
+
+  def call(self, u):
+    u = keras.ops.cast(u, "float32")
+    binary = keras.ops.cast(u >= 0.5, "float32")
+    return u + keras.ops.stop_gradient(binary - u)

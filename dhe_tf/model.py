@@ -200,14 +200,28 @@ def check_backbone(backbone):
                       f"Available: {', '.join(BACKBONES)}")
 
 
-def check_head(head):
+CLASSIFIER_READS = ("activations", "codes")
+
+
+def check_head(head, hamming_classifier=None, classifier_reads="activations"):
+  """Raises ConfigError for an unknown head or classifier, or one that does
+  not apply to the head."""
   if head not in HEADS:
     raise ConfigError(f"Unknown head {head!r}. Available: {', '.join(HEADS)}")
+  if classifier_reads not in CLASSIFIER_READS:
+    raise ConfigError("classifier_reads is activations or codes. Received: "
+                      f"classifier_reads={classifier_reads!r}")
+  if head == "class_codes" and (hamming_classifier or
+                                classifier_reads != "activations"):
+    raise ConfigError("head=class_codes classifies the features, not the "
+                      "codes: hamming_classifier and classifier_reads do not "
+                      "apply to it.")
 
 
 def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
                 fc_units=(), image_size=None, head="sigmoid",
-                hamming_classifier=None, multi_label=False):
+                hamming_classifier=None, classifier_reads="activations",
+                multi_label=False):
   """Builds the DHE model, or the variant of head `head`.
 
   Args:
@@ -229,6 +243,8 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     hamming_classifier: β > 0 for logits = heads.HammingClassifier(C, β)
       (hash) instead of Dense(C)(hash), under "sigmoid" and
       "batchnorm_sigmoid"; None or 0 for the dense classifier.
+    classifier_reads: "activations" (u, the paper's) or "codes" (b = [u ≥ ½]
+      through heads.StraightThrough): what the classifier sees.
     multi_label: for "class_codes": whether several classes may be
       predicted (ClassCodewords).
 
@@ -238,7 +254,7 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     "logits": float32 [B, C]}. Its layer "hash" gives the hash output.
   """
   check_backbone(backbone)
-  check_head(head)
+  check_head(head, hamming_classifier, classifier_reads)
   if bits < 1:
     raise ConfigError(f"bits must be at least 1. Received: bits={bits}")
   weights = resolve_weights(backbone, weights)
@@ -274,12 +290,15 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     else:
       codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
                                  dtype="float32")(x)
+    read = codes
+    if classifier_reads == "codes":
+      read = heads.StraightThrough(name="binary_codes", dtype="float32")(codes)
     if hamming_classifier:
       logits = heads.HammingClassifier(num_classes, hamming_classifier,
-                                       name="logits", dtype="float32")(codes)
+                                       name="logits", dtype="float32")(read)
     else:
       logits = keras.layers.Dense(num_classes, name="logits",
-                                  dtype="float32")(codes)
+                                  dtype="float32")(read)
   return keras.Model(inputs, {"hash": codes, "logits": logits},
                      name=f"dhe_{backbone}_{bits}bits")
 

@@ -154,6 +154,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
         weights=config.weights, fc_units=config.fc_units,
         image_size=config.image_size,
         head=config.head, hamming_classifier=config.hamming_classifier,
+        classifier_reads=config.classifier_reads,
         multi_label=data.multi_label)
     method_callbacks = objective.compile_model(
         model, config, multi_label=data.multi_label,

@@ -112,7 +112,10 @@ def test_head_defaults_to_the_method_s_and_can_be_chosen():
     (dict(method="dhe", head="class_codes"),
      "head=class_codes gives codes no gradient"),
     (dict(method="classifier_codes", hamming_classifier=2.0),
-     "hamming_classifier does not apply to it"),
+     "hamming_classifier and classifier_reads do not apply to it"),
+    (dict(classifier_reads="logits"),
+     "classifier_reads is activations or codes. Received: "
+     "classifier_reads='logits'"),
     (dict(hamming_classifier=-1.0),
      "hamming_classifier must be at least 0. Received: hamming_classifier=-1"),
 ])

@@ -116,3 +116,28 @@ def test_a_run_trains_and_saves_the_hamming_classifier(tmp_path):
   layer = model.get_layer("logits")
   assert isinstance(layer, heads.HammingClassifier) and layer.scale == 2.0
   assert tuple(layer.class_logits.shape) == (10, 6)
+
+
+def test_straight_through_is_the_code_forward_and_identity_backward():
+  u = tf.constant([[0.2, 0.5, 0.7, 0.49], [1.0, 0.0, 0.51, 0.5]])
+  weights = tf.constant([[1.0, -2.0, 3.0, 0.5]])
+  with tf.GradientTape() as tape:
+    tape.watch(u)
+    binary = heads.StraightThrough()(u)
+    loss = tf.reduce_sum(binary * weights)
+  np.testing.assert_array_equal(binary.numpy(), (u.numpy() >= 0.5) * 1.0)
+  np.testing.assert_array_equal(tape.gradient(loss, u).numpy(),
+                                np.repeat(weights.numpy(), 2, axis=0))
+
+
+def test_a_classifier_reading_codes_scores_the_binary_codes():
+  model = model_lib.build_model(backbone="small_cnn", bits=6, num_classes=3,
+                                image_shape=(16, 16, 1),
+                                classifier_reads="codes")
+  images = np.random.default_rng(2).uniform(0, 255, (5, 16, 16, 1)).astype(
+      "float32")
+  outputs = model.predict(images, verbose=0)
+  dense = model.get_layer("logits")
+  kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+  np.testing.assert_allclose(
+      outputs["logits"], (outputs["hash"] >= 0.5) @ kernel + bias, atol=1e-5)
