@@ -156,9 +156,12 @@ class TrainConfig:
   eval_batch_size: int = _field(256, "Images per batch when encoding queries"
                                 " and database.")
   validation_fraction: float = _field(
-      0.1, "Share of the training images held out (never the queries) to "
-      "choose settings on: they retrieve each other (validation mAP in "
-      "TensorBoard and metrics.json); 0 = none.")
+      0.1, "Share of the training images (or classes) held out, never the "
+      "queries, to choose settings on: they retrieve each other (validation "
+      "mAP in TensorBoard and metrics.json); 0 = none.")
+  validation_by: str = _field(
+      "images", "Hold out images, or classes (all images of ≥ 2 classes) so "
+      "validation retrieves classes never fitted, as --protocol=unseen does.")
   validation_every: int = _field(5, "Log validation mAP every this many "
                                  "epochs (and after the last).")
   evaluate_test: bool = _field(
@@ -192,22 +195,19 @@ def _kind(field):
   return kind, False
 
 
+_DEFINE = {list: flags.DEFINE_list, bool: flags.DEFINE_bool,
+           int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+
+
 def define_flags(flag_values=flags.FLAGS):
   """Defines one absl flag per TrainConfig field, with its default and help."""
   for name, field in FIELDS.items():
     kind, _ = _kind(field)
     default, text = field.default, field.metadata["help"]
     if isinstance(kind, tuple):
-      flags.DEFINE_list(name, list(map(str, default)), text,
-                        flag_values=flag_values)
-    elif kind is bool:
-      flags.DEFINE_bool(name, default, text, flag_values=flag_values)
-    elif kind is int:
-      flags.DEFINE_integer(name, default, text, flag_values=flag_values)
-    elif kind is float:
-      flags.DEFINE_float(name, default, text, flag_values=flag_values)
-    else:
-      flags.DEFINE_string(name, default, text, flag_values=flag_values)
+      kind, default = list, list(map(str, default))
+    _DEFINE[kind](name, default, text, flag_values=flag_values)
 
 
 def _converted(name, value):
@@ -376,12 +376,11 @@ def validate(config):
   if config.hash_loss_weight == 0 and config.classification_weight == 0:
     raise ConfigError("hash_loss_weight and classification_weight are both 0:"
                       " nothing to train.")
-  if not 0 <= config.label_smoothing < 1:
-    raise ConfigError("label_smoothing must be in [0, 1). "
-                      f"Received: label_smoothing={config.label_smoothing}")
-  if not 0 <= config.validation_fraction < 1:
-    raise ConfigError("validation_fraction must be in [0, 1). "
-                      f"Received: validation_fraction={config.validation_fraction}")
+  for name in ("label_smoothing", "validation_fraction"):
+    if not 0 <= getattr(config, name) < 1:
+      raise ConfigError(f"{name} must be in [0, 1). "
+                        f"Received: {name}={getattr(config, name)}")
+  pipeline.check_validation_by(config.validation_by)
   if not config.evaluate_test and not config.validation_fraction:
     raise ConfigError("evaluate_test=false needs a validation split "
                       "(validation_fraction > 0): nothing would be measured.")

@@ -208,19 +208,27 @@ def load_data(config):
 def split_training_part(config, data):
   """(fit part, validation part or None, split with "validation"): the
   images a run of `config` fits on, and those it holds out to choose
-  settings (dhe_tf.callbacks.ValidationMAP), from data's training part."""
+  settings (dhe_tf.callbacks.ValidationMAP), from data's training part;
+  with --validation_by=classes the split also records the held-out
+  "validation_classes"."""
   split = dict(data.split)
   if config.validation_fraction == 0:
     return data.parts["train"], None, split
   size = len(data.split["train"])
-  if round(size * config.validation_fraction) < 2:
+  class_ids = None
+  if config.validation_by == "classes":
+    class_ids = pipeline.single_label_ids(
+        pipeline.labels_of(data.parts["train"]), "--validation_by=classes")
+  held, classes = pipeline.draw_validation(
+      size, config.validation_fraction, config.split_seed, class_ids)
+  if len(held) < 2:
     raise ConfigError(
         f"--validation_fraction={config.validation_fraction} holds out "
-        f"{round(size * config.validation_fraction)} of the {size} training "
-        "images; the validation images retrieve each other, so it takes at "
-        "least 2 (or 0 to hold out none).")
-  fit_part, validation, held = pipeline.hold_out(
-      data.parts["train"], size, config.validation_fraction,
-      seed=config.split_seed)
+        f"{len(held)} of the {size} training images; the validation images "
+        "retrieve each other, so it takes at least 2 (or 0 to hold out "
+        "none).")
+  fit_part, validation = pipeline.hold_out(data.parts["train"], size, held)
   split["validation"] = data.split["train"][held]
+  if classes is not None:
+    split["validation_classes"] = classes
   return fit_part, validation, split

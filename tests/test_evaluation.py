@@ -10,6 +10,7 @@ import tensorflow as tf
 from dhe_tf import evaluator
 from dhe_tf import plots
 from dhe_tf.data import pipeline
+from dhe_tf.errors import ConfigError
 
 
 def test_retrieval_metrics_on_hand_made_codes():
@@ -44,15 +45,37 @@ def test_images_at_keeps_the_requested_order_and_shape():
 
 def test_hold_out_is_disjoint_seeded_and_sized():
   dataset = tf.data.Dataset.range(50).map(lambda i: (i, i))
-  fit, validation, held = pipeline.hold_out(dataset, 50, 0.2, seed=3)
+  held, classes = pipeline.draw_validation(50, 0.2, seed=3)
+  assert classes is None and len(held) == 10
+  fit, validation = pipeline.hold_out(dataset, 50, held)
   fit_ids = [int(x) for x, _ in fit]
   validation_ids = [int(x) for x, _ in validation]
   assert len(validation_ids) == 10 and len(fit_ids) == 40
   assert sorted(fit_ids + validation_ids) == list(range(50))
   np.testing.assert_array_equal(validation_ids, held)
-  _, _, again = pipeline.hold_out(dataset, 50, 0.2, seed=3)
+  again, _ = pipeline.draw_validation(50, 0.2, seed=3)
   np.testing.assert_array_equal(again, held)
   assert fit.cardinality() == 40 and validation.cardinality() == 10
+
+
+def test_validation_by_classes_holds_out_whole_classes():
+  class_ids = np.array([0, 1, 2, 3, 4, 5, 6] * 4)
+  # 0.1 of 7 classes rounds to 1; a class retrieving only itself would
+  # score 1, so at least 2 are held out.
+  held, classes = pipeline.draw_validation(28, 0.1, seed=0,
+                                           class_ids=class_ids)
+  assert len(classes) == 2 and len(set(classes)) == 2
+  np.testing.assert_array_equal(held, np.flatnonzero(
+      np.isin(class_ids, classes)))
+  held, classes = pipeline.draw_validation(28, 0.5, seed=0,
+                                           class_ids=class_ids)
+  assert len(classes) == 4 and len(held) == 16
+  with pytest.raises(ConfigError, match="leaves none to fit"):
+    pipeline.draw_validation(4, 0.1, seed=0, class_ids=np.array([0, 1, 0, 1]))
+  with pytest.raises(ConfigError, match="--validation_by=classes needs "
+                     "single-label data; 1 training"):
+    pipeline.single_label_ids(np.array([[1.0, 0.0], [1.0, 1.0]]),
+                              "--validation_by=classes")
 
 
 def test_pictures_are_png_files(tmp_path):

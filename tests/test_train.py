@@ -19,6 +19,7 @@ from dhe_tf import model as model_lib
 from dhe_tf import run_dir
 from dhe_tf import trainer
 from dhe_tf.data import datasets
+from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
 
 
@@ -97,6 +98,8 @@ def test_default_model_dir_is_new_under_runs():
     (dict(backbone="vgg16", weights="/no/such.h5"),
      "Weights file not found. Received: weights=/no/such.h5"),
     (dict(validation_fraction=1.5), "Received: validation_fraction=1.5"),
+    (dict(validation_by="folds"), "Unknown validation_by 'folds'. "
+     "Available: images, classes"),
     (dict(method="lsh"), "Unknown method 'lsh'. Available: dhe, dlbhc, dpsh"),
     (dict(method_params=("distance=cosine",)),
      "method_params of dhe: Unknown distance 'cosine'. Available: expected, "
@@ -161,6 +164,23 @@ def test_validation_map_is_logged_from_held_out_training_images(tiny_run):
     assert not set(split["validation"]) & set(split["query"])
   with open(os.path.join(model_dir, "metrics.json")) as f:
     assert json.load(f)["validation_mAP"] == pytest.approx(values[-1])
+
+
+def test_validation_by_classes_holds_out_seen_classes():
+  # Under protocol unseen, validation by classes holds out every training
+  # image of 2 of the 7 seen classes: it retrieves classes never fitted.
+  config = config_lib.validate(config_lib.TrainConfig(
+      protocol="unseen_tiny", validation_by="classes"))
+  data = run_dir.load_data(config)
+  fit, held_out, split = run_dir.split_training_part(config, data)
+  classes = split["validation_classes"]
+  assert len(classes) == 2 and set(classes) <= set(config.seen_classes)
+  fit_labels = np.argmax(pipeline.labels_of(fit), axis=1)
+  held_labels = np.argmax(pipeline.labels_of(held_out), axis=1)
+  assert set(held_labels) == set(classes)
+  assert not set(fit_labels) & set(classes)
+  assert len(fit_labels) + len(held_labels) == len(split["train"]) == 350
+  assert set(split["validation"]) <= set(split["train"])
 
 
 def test_validation_images_retrieve_each_other(tiny_run):

@@ -45,7 +45,6 @@ from dhe_tf import errors
 from dhe_tf import hardware
 from dhe_tf import run_dir
 from dhe_tf import trainer
-from dhe_tf.data import pipeline
 
 _BACKBONE = flags.DEFINE_string("backbone", "cnn", "Backbone of every variant.")
 _IMAGE_SIZE = flags.DEFINE_integer(
@@ -97,9 +96,7 @@ class StepTimer(keras.callbacks.Callback):
 def _training_arrays(config):
   """(images uint8 [N, H, W, C], one-hot labels [N, C]) the trainer fits on."""
   data = run_dir.load_data(config)
-  fit_part, _, _ = pipeline.hold_out(
-      data.parts["train"], len(data.split["train"]),
-      config.validation_fraction, seed=config.split_seed)
+  fit_part, _, _ = run_dir.split_training_part(config, data)
   images, labels = zip(*fit_part.as_numpy_iterator())
   return np.stack(images), np.stack(labels)
 

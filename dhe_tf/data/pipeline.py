@@ -80,6 +80,12 @@ def check_sampler(sampler, classes_per_batch, *, batch_size, num_classes):
                       f"{received}")
 
 
+def labels_of(dataset):
+  """float32 [N, C]: the labels of an unbatched (image, label) dataset."""
+  return np.concatenate(list(dataset.map(lambda image, label: label).batch(
+      4096).as_numpy_iterator()))
+
+
 def _in_memory(dataset):
   """(images, labels) numpy arrays of an unbatched (image, label) dataset."""
   parts = list(dataset.batch(4096).as_numpy_iterator())
@@ -112,11 +118,7 @@ def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
     ConfigError: multi-label data, or an impossible P.
   """
   images, labels = _in_memory(dataset)
-  bad = int(np.sum(np.count_nonzero(labels, axis=1) != 1))
-  if bad:
-    raise ConfigError(f"--sampler=balanced needs single-label data; {bad} "
-                      "training images do not have exactly one label.")
-  class_ids = np.argmax(labels, axis=1)
+  class_ids = single_label_ids(labels, "--sampler=balanced")
   present = np.unique(class_ids)
   check_sampler("balanced", classes_per_batch, batch_size=batch_size,
                 num_classes=len(present))
@@ -197,22 +199,77 @@ def batches(dataset, *, batch_size, training, seed=None, augment="none",
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def hold_out(dataset, size, fraction, seed):
-  """Splits a training part into (fit, validation) by a seeded draw.
+VALIDATION_BY = ("images", "classes")
+
+
+def check_validation_by(validation_by):
+  if validation_by not in VALIDATION_BY:
+    raise ConfigError(f"Unknown validation_by {validation_by!r}. Available:"
+                      f" {', '.join(VALIDATION_BY)}")
+
+
+def draw_validation(size, fraction, seed, class_ids=None):
+  """The positions of a training part held out for validation.
+
+  Args:
+    size: the part's number of images.
+    fraction: share of the images, or with class_ids of the classes, held
+      out.
+    seed: seed of the draw.
+    class_ids: None to hold out round(size × fraction) images drawn at
+      random; else int [size], the class of each image, to hold out every
+      image of max(2, round(C × fraction)) of its C classes, so that
+      validation retrieves classes never fitted (as protocol "unseen" tests).
+
+  Returns:
+    (positions int64 [V] sorted, held-out class ids int64 sorted, or None
+    without class_ids).
+
+  Raises:
+    ConfigError: with class_ids, fewer than 3 classes (2 to hold out and 1
+      to fit).
+  """
+  rng = np.random.default_rng(seed)
+  if class_ids is None:
+    held = np.sort(rng.choice(size, int(round(size * fraction)),
+                              replace=False))
+    return held.astype(np.int64), None
+  present = np.unique(class_ids)
+  count = max(2, int(round(len(present) * fraction)))
+  if count >= len(present):
+    raise ConfigError(f"--validation_by=classes holds out {count} of the "
+                      f"{len(present)} training classes and leaves none to "
+                      "fit; it needs at least 3 classes.")
+  classes = np.sort(rng.choice(present, count, replace=False))
+  return (np.flatnonzero(np.isin(class_ids, classes)).astype(np.int64),
+          classes.astype(np.int64))
+
+
+def single_label_ids(labels, needed_by):
+  """int [N]: the class of each row of one-hot labels [N, C].
+
+  Raises:
+    ConfigError: naming `needed_by`, when a row has not exactly one label.
+  """
+  bad = int(np.sum(np.count_nonzero(labels, axis=1) != 1))
+  if bad:
+    raise ConfigError(f"{needed_by} needs single-label data; {bad} training "
+                      "images do not have exactly one label.")
+  return np.argmax(labels, axis=1)
+
+
+def hold_out(dataset, size, held):
+  """Splits a training part into (fit, validation).
 
   Args:
     dataset: unbatched training part with `size` elements.
     size: its number of elements.
-    fraction: share of the elements held out for validation.
-    seed: seed of the draw.
+    held: int [V], the positions of the validation elements
+      (draw_validation).
 
   Returns:
-    (fit dataset, validation dataset, positions of the validation elements
-    in `dataset`, int64 sorted).
+    (fit dataset, validation dataset), in the part's order.
   """
-  count = int(round(size * fraction))
-  held = np.sort(np.random.default_rng(seed).choice(size, count,
-                                                    replace=False))
   mask = np.zeros(size, bool)
   mask[held] = True
   mask = tf.constant(mask)
@@ -223,7 +280,7 @@ def hold_out(dataset, size, fraction, seed):
   # Filtering hides the size from Keras, which then warns at the end of the
   # first epoch that the data "ran out"; the sizes are known, so state them.
   fit = dataset.enumerate().filter(keep(False)).map(drop_index).apply(
-      tf.data.experimental.assert_cardinality(size - count))
+      tf.data.experimental.assert_cardinality(size - len(held)))
   validation = dataset.enumerate().filter(keep(True)).map(drop_index).apply(
-      tf.data.experimental.assert_cardinality(count))
-  return fit, validation, held.astype(np.int64)
+      tf.data.experimental.assert_cardinality(len(held)))
+  return fit, validation
