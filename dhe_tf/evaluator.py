@@ -158,9 +158,7 @@ def evaluate_run(model, data, model_dir, *, batch_size=256, topk=None,
                      database_labels, os.path.join(model_dir,
                                                    "retrievals.png"),
                      title=f"{title} — top 10 (green: shares a label)")
-  path = os.path.join(model_dir, "metrics.json")
-  previous = run_dir.read_json(path) if os.path.exists(path) else {}
-  run_dir.write_json(path, {**previous, **results})
+  run_dir.update_metrics(model_dir, results)
   return results, curve
 
 
@@ -196,13 +194,10 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256,
   if held_out is not None:
     value, codes_diagnostics = validation.score(
         run.model, held_out, batch_size=batch_size, topk=topk or data.topk)
-    extra = dict(validation_mAP=value, validation_diagnostics={
-        name: round(v, 5) for name, v in codes_diagnostics.items()})
+    extra = dict(validation_mAP=value,
+                 validation_diagnostics=codes_diagnostics)
   if not test:
-    metrics_path = os.path.join(model_dir, "metrics.json")
-    results = {**run_dir.read_json(metrics_path), **extra}
-    run_dir.write_json(metrics_path, results)
-    return results
+    return run_dir.update_metrics(model_dir, extra)
   results, _ = evaluate_run(run.model, data, model_dir, batch_size=batch_size,
                             topk=topk, extra=extra,
                             score_classifier=scores_classifier(config, data))

@@ -33,8 +33,8 @@ from dhe_tf.errors import ConfigError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
-def encode(model, dataset, *, batch_size, with_logits=False):
-  """Encodes every image of an unbatched (image, label) dataset.
+def activations(model, dataset, *, batch_size, with_logits=False):
+  """Hash activations of every image of an unbatched (image, label) dataset.
 
   Args:
     model: a model from dhe_tf.model.build_model.
@@ -43,36 +43,29 @@ def encode(model, dataset, *, batch_size, with_logits=False):
     with_logits: also return the classifier's logits, from the same pass.
 
   Returns:
-    (codes uint8 [N, K] of 0/1, labels float32 [N, C]), in dataset order,
+    (u float32 [N, K] in [0, 1], labels float32 [N, C]), in dataset order,
     and logits float32 [N, C] third when with_logits.
   """
   network = model if with_logits else model_lib.encoder(model)
-  codes, labels, logits = [], [], []
+  values, labels, logits = [], [], []
   for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
                                                training=False):
     outputs = network(images, training=False)
     if with_logits:
       logits.append(keras.ops.convert_to_numpy(outputs["logits"]))
       outputs = outputs["hash"]
-    codes.append(codes_lib.binarize(outputs))
+    values.append(keras.ops.convert_to_numpy(outputs).astype(np.float32))
     labels.append(batch_labels.numpy())
-  if with_logits:
-    return np.concatenate(codes), np.concatenate(labels), np.concatenate(
-        logits)
-  return np.concatenate(codes), np.concatenate(labels)
+  parts = (values, labels, logits) if with_logits else (values, labels)
+  return tuple(np.concatenate(part) for part in parts)
 
 
-def activations(model, dataset, *, batch_size):
-  """Hash activations u of every image of an unbatched (image, label)
-  dataset: (float32 [N, K] in [0, 1], labels float32 [N, C]), in order."""
-  network = model_lib.encoder(model)
-  values, labels = [], []
-  for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
-                                               training=False):
-    values.append(keras.ops.convert_to_numpy(
-        network(images, training=False)).astype(np.float32))
-    labels.append(batch_labels.numpy())
-  return np.concatenate(values), np.concatenate(labels)
+def encode(model, dataset, *, batch_size, with_logits=False):
+  """As `activations`, with codes uint8 [N, K] of 0/1 (u ≥ ½) in place of
+  the activations."""
+  u, *rest = activations(model, dataset, batch_size=batch_size,
+                         with_logits=with_logits)
+  return (codes_lib.binarize(u), *rest)
 
 
 def input_shape(model):

@@ -133,6 +133,15 @@ def read_json(path):
     return json.load(f)
 
 
+def update_metrics(model_dir, values):
+  """Writes `values` into RUN/metrics.json over what it holds (keys they do
+  not set, such as train_seconds, are kept); returns the merged dict."""
+  path = os.path.join(model_dir, "metrics.json")
+  merged = {**(read_json(path) if os.path.exists(path) else {}), **values}
+  write_json(path, merged)
+  return merged
+
+
 def write_split(path, split):
   """Writes the split's index arrays ("query", "train", ...) to an .npz."""
   _replace_into(path, lambda tmp: np.savez(tmp, **split))

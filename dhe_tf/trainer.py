@@ -205,8 +205,7 @@ def train(config, model_dir, *, verbose=2, callbacks=()):
     # a resumed run has the epochs after its restart).
     extra["validation_curve"] = {str(e): round(v, 5)
                                  for e, v in sorted(curve.items())}
-    extra["validation_diagnostics"] = {
-        name: round(v, 5) for name, v in validation_map[0].diagnostics.items()}
+    extra["validation_diagnostics"] = validation_map[0].diagnostics
   extra["train_loss_curve"] = [round(float(v), 5)
                                for v in history.history.get("loss", ())]
   if not config.evaluate_test:  # Tuning: the queries stay unseen.

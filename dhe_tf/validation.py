@@ -29,11 +29,13 @@ def score(model, images, *, batch_size=256, topk=None):
     topk: k of mAP@k, None for all.
 
   Returns:
-    (mAP as a float, dict of dhe_tf.diagnostics.code_diagnostics).
+    (mAP as a float, dict of dhe_tf.diagnostics.code_diagnostics rounded
+    to 5 digits, as metrics.json keeps them).
   """
   u, labels = inference.activations(model, images, batch_size=batch_size)
   codes = codes_lib.binarize(u)
   value = metrics.mean_average_precision(codes, labels, codes, labels,
                                          topk=topk, exclude_self=True)
-  return value, diagnostics.code_diagnostics(u, labels, u, labels,
-                                             exclude_self=True)
+  values = diagnostics.code_diagnostics(u, labels, u, labels,
+                                       exclude_self=True)
+  return value, {name: round(v, 5) for name, v in values.items()}

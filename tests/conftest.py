@@ -1,10 +1,15 @@
 """Shared test set-up: quiet TensorFlow, deterministic seeds."""
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tools import their shared modules (tools/results_table.py) as
+# `python tools/NAME.py` finds them: from the tools folder.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir,
+                                "tools"))
 # XLA's CPU backend compiles without LLVM optimisation here: the tests check
 # that training steps compile and compute the same numbers, not their speed
 # (about half the compile time of a small_cnn step).

@@ -25,7 +25,6 @@ and runs/ (the run directory of every run). With --tune: tuning.csv,
 tuning.md and the flagfiles.
 """
 
-import csv
 import dataclasses
 import json
 import os
@@ -45,6 +44,7 @@ from dhe_tf import evaluator
 from dhe_tf import methods
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
+import results_table
 
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset of every run.")
 flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
@@ -185,34 +185,16 @@ def _row(config, results):
       validation_curve=results.get("validation_curve"))
 
 
-def write_csv(path, rows, columns=None):
-  with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, fieldnames=list(columns or rows[0]))
-    writer.writeheader()
-    writer.writerows({key: json.dumps(value) if isinstance(value, dict)
-                      else value for key, value in row.items()}
-                     for row in rows)
-  os.replace(path + ".tmp", path)
-
-
-def _number(text, kind=float):
-  return kind(text) if text not in ("", "None", None) else None
+_KINDS = {**dict.fromkeys(("bits", "seed", "epochs",
+                            "distinct_database_codes"), int),
+          **dict.fromkeys(("mAP", "p_h2", "train_seconds", "wall_seconds",
+                           "validation_mAP", "classifier_accuracy"), float),
+          "validation_curve": json.loads}
 
 
 def read_rows(path):
   """The rows of an earlier results.csv, typed; [] when there is none."""
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  for row in rows:
-    for key in ("bits", "seed", "epochs", "distinct_database_codes"):
-      row[key] = _number(row[key], int)
-    for key in ("mAP", "p_h2", "train_seconds", "wall_seconds",
-                "validation_mAP", "classifier_accuracy"):
-      row[key] = _number(row[key])
-    row["validation_curve"] = json.loads(row["validation_curve"] or "null")
-  return rows
+  return results_table.read_rows(path, _KINDS.get)
 
 
 def parse_grid(entries):
@@ -236,13 +218,6 @@ def parse_grid(entries):
   return list(dict.fromkeys(runs))
 
 
-def _mean_sd(values, digits=4):
-  if len(values) == 1:
-    return f"{values[0]:.{digits}f}"
-  return (f"{statistics.mean(values):.{digits}f} ± "
-          f"{statistics.stdev(values):.{digits}f}")
-
-
 def _names(rows):
   return [m for m in methods.METHODS if any(r["method"] == m for r in rows)]
 
@@ -263,7 +238,7 @@ def summary_table(rows):
   for m in names:
     cells = []
     for b in bits:
-      text = _mean_sd([r["mAP"] for r in cell[(m, b)]]) or "–"
+      text = results_table.mean_sd([r["mAP"] for r in cell[(m, b)]]) or "–"
       cells.append(f"**{text}**" if best[b] == m else text)
     for b in bits:
       runs = cell[(m, b)]
@@ -271,7 +246,7 @@ def summary_table(rows):
                    if runs else "–")
     accuracy = [r["classifier_accuracy"] for r in rows if r["method"] == m
                 and r["classifier_accuracy"] is not None]
-    cells.append(_mean_sd(accuracy, 3) if accuracy else "–")
+    cells.append(results_table.mean_sd(accuracy, 3) if accuracy else "–")
     distinct = [r["distinct_database_codes"] for r in rows
                 if r["method"] == m and r["distinct_database_codes"]]
     cells.append(str(min(distinct)) if distinct else "–")
@@ -293,7 +268,7 @@ def paired_differences(rows, reference="dhe"):
       seeds = sorted(s for (n, bb, s) in score if n == m and bb == b and
                      (reference, b, s) in score)
       diffs = [score[(reference, b, s)] - score[(m, b, s)] for s in seeds]
-      cells.append(f"{_mean_sd(diffs)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
+      cells.append(f"{results_table.mean_sd(diffs)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
                    if diffs else "–")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
@@ -371,7 +346,7 @@ def benchmark(out_dir, runs):
       row["validation_mAP"] = _rescore(os.path.join(
           out_dir, "runs", run_name(row["protocol"], row["method"],
                                     row["bits"], row["seed"])))
-    write_csv(path, rows, _COLUMNS)
+    results_table.write_rows(path, rows, _COLUMNS)
   # A run under other settings than its method's flagfile now holds (the
   # tuning chose again) is run again.
   settings = {(p, m): describe(base_config(m, p))
@@ -395,7 +370,7 @@ def benchmark(out_dir, runs):
     shutil.rmtree(directory, ignore_errors=True)  # An unfinished run.
     results = run_one(config, directory)
     rows.append(_row(config, results))
-    write_csv(path, rows, _COLUMNS)
+    results_table.write_rows(path, rows, _COLUMNS)
     seconds = statistics.mean(r["wall_seconds"] for r in rows)
     left = len(todo) - number - 1
     print(f"{name}: mAP {results['mAP']:.4f} (validation "
@@ -459,7 +434,7 @@ def tune(out_dir, bits_list):
             out_dir, "runs", f"{row['method']}_trial{row['trial']}_{bits}bits"))
       row["validation_mAP"] = statistics.mean(
           row[f"validation_mAP_{bits}"] for bits in bits_list)
-    write_csv(path, rows)
+    results_table.write_rows(path, rows)
   for method in ([] if FLAGS.report_only or FLAGS.rescore_validation
                  else FLAGS.methods):
     grid = list(methods.METHODS[method].tuning_grid)
@@ -491,7 +466,7 @@ def tune(out_dir, bits_list):
       row["validation_curve"] = results.get("validation_curve")
       row["config"] = json.dumps(config_lib.to_json(config))
       rows.append(row)
-      write_csv(path, rows)
+      results_table.write_rows(path, rows)
       left = sum(len(methods.METHODS[m].tuning_grid) + 1
                  for m in FLAGS.methods) - sum(
                      r["method"] in FLAGS.methods for r in rows)
@@ -501,18 +476,14 @@ def tune(out_dir, bits_list):
   write_tuning(out_dir, rows, bits_list)
 
 
+def _tuning_kind(column):
+  if column.startswith("validation_mAP") or column == "wall_seconds":
+    return float
+  return dict(trial=int, validation_curve=json.loads).get(column)
+
+
 def read_tuning(path):
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  for row in rows:
-    row["trial"] = int(row["trial"])
-    for key in row:
-      if key.startswith("validation_mAP") or key == "wall_seconds":
-        row[key] = float(row[key])
-    row["validation_curve"] = json.loads(row["validation_curve"] or "null")
-  return rows
+  return results_table.read_rows(path, _tuning_kind)
 
 
 def write_tuning(out_dir, rows, bits_list):

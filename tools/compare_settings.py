@@ -19,8 +19,6 @@ refused.
       --bits=12 --seeds=0,1
 """
 
-import csv
-import json
 import os
 import shlex
 import statistics
@@ -35,6 +33,7 @@ from dhe_tf import errors
 from dhe_tf import evaluator
 from dhe_tf import trainer
 from dhe_tf.errors import ConfigError
+import results_table
 
 
 DIAGNOSTICS = ("precision_h2", "class_code_min_distance",
@@ -83,23 +82,13 @@ def make_config(args, bits, seed, test):
 
 
 def read_rows(path):
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  for row in rows:
-    row["bits"], row["seed"] = int(row["bits"]), int(row["seed"])
-    for key in _COLUMNS[3:-1]:
-      row[key] = float(row[key]) if row[key] not in ("", "None") else None
-  return rows
+  return results_table.read_rows(path, lambda column: dict(
+      bits=int, seed=int).get(column, float if column in _COLUMNS[3:-1]
+                              else None))
 
 
 def write_rows(path, rows):
-  with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, fieldnames=_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(path + ".tmp", path)
+  results_table.write_rows(path, rows, _COLUMNS)
 
 
 def _run_dir(out_dir, label, bits, seed):
@@ -120,15 +109,6 @@ def run(label, args, bits, seed, out_dir, test=False):
               **{key: diagnostics.get(key) for key in DIAGNOSTICS},
               train_seconds=results.get("train_seconds"),
               args=" ".join(args))
-
-
-def _mean_sd(values):
-  values = [v for v in values if v is not None]
-  if not values:
-    return ""
-  if len(values) == 1:
-    return f"{values[0]:.4f}"
-  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def _mean(key, values):
@@ -160,14 +140,14 @@ def report(rows, labels):
         continue
       deltas = [r["validation_mAP"] - reference[r["seed"]] for r in mine
                 if r["seed"] in reference]
-      delta = (_mean_sd(deltas) if label != labels[0] and deltas else "")
+      delta = (results_table.mean_sd(deltas) if label != labels[0] and deltas else "")
       if delta and not delta.startswith("-"):
         delta = "+" + delta
       means = [_mean(key, [r[key] for r in mine]) for key in DIAGNOSTICS]
       lines.append(
           f"| {label} | {','.join(str(r['seed']) for r in mine)} | "
-          f"{_mean_sd([r['validation_mAP'] for r in mine])} | {delta} | "
-          f"{_mean_sd([r['mAP'] for r in mine])} | " + " | ".join(means) +
+          f"{results_table.mean_sd([r['validation_mAP'] for r in mine])} | {delta} | "
+          f"{results_table.mean_sd([r['mAP'] for r in mine])} | " + " | ".join(means) +
           " |")
     lines.append("")
   return "\n".join(lines)

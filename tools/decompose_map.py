@@ -21,28 +21,23 @@ This is the analysis behind README, "Research on the DHE loss".
 
 from absl import app
 from absl import flags
-import keras
 import numpy as np
 
 from dhe_tf import codes as codes_lib
 from dhe_tf import errors
 from dhe_tf import evaluator
+from dhe_tf import inference
 from dhe_tf import metrics
 from dhe_tf import run_dir
-from dhe_tf.data import pipeline
 from dhe_tf.errors import ConfigError
 
 
 def outputs(model, dataset, batch_size):
   """(u float [N, K], logits float [N, C], class ids [N]) of a dataset."""
-  u, logits, labels = [], [], []
-  for images, batch_labels in pipeline.batches(dataset, batch_size=batch_size,
-                                               training=False):
-    out = model(images, training=False)
-    u.append(keras.ops.convert_to_numpy(out["hash"]))
-    logits.append(keras.ops.convert_to_numpy(out["logits"]))
-    labels.append(batch_labels.numpy().argmax(axis=1))
-  return np.concatenate(u), np.concatenate(logits), np.concatenate(labels)
+  u, labels, logits = inference.activations(model, dataset,
+                                            batch_size=batch_size,
+                                            with_logits=True)
+  return u, logits, labels.argmax(axis=1)
 
 
 def average_precision_by_score(scores, relevant):
