@@ -268,7 +268,7 @@ def paired_differences(rows, reference="dhe"):
       seeds = sorted(s for (n, bb, s) in score if n == m and bb == b and
                      (reference, b, s) in score)
       diffs = [score[(reference, b, s)] - score[(m, b, s)] for s in seeds]
-      cells.append(f"{results_table.mean_sd(diffs)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
+      cells.append(f"{results_table.mean_sd(diffs, signed=True)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
                    if diffs else "–")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

@@ -140,9 +140,8 @@ def report(rows, labels):
         continue
       deltas = [r["validation_mAP"] - reference[r["seed"]] for r in mine
                 if r["seed"] in reference]
-      delta = (results_table.mean_sd(deltas) if label != labels[0] and deltas else "")
-      if delta and not delta.startswith("-"):
-        delta = "+" + delta
+      delta = (results_table.mean_sd(deltas, signed=True)
+               if label != labels[0] else "")
       means = [_mean(key, [r[key] for r in mine]) for key in DIAGNOSTICS]
       lines.append(
           f"| {label} | {','.join(str(r['seed']) for r in mine)} | "

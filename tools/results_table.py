@@ -40,13 +40,15 @@ def read_rows(path, kind_of):
   return rows
 
 
-def mean_sd(values, digits=4):
+def mean_sd(values, digits=4, signed=False):
   """"mean ± sd" of the values that are not None; the value alone when
-  there is one, "" when there is none."""
+  there is one, "" when there is none; with `signed` a + before a mean that
+  is not negative (for differences)."""
   values = [v for v in values if v is not None]
   if not values:
     return ""
+  sign = "+" if signed else ""
+  text = f"{statistics.mean(values):{sign}.{digits}f}"
   if len(values) == 1:
-    return f"{values[0]:.{digits}f}"
-  return (f"{statistics.mean(values):.{digits}f} ± "
-          f"{statistics.stdev(values):.{digits}f}")
+    return text
+  return f"{text} ± {statistics.stdev(values):.{digits}f}"
