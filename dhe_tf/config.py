@@ -13,8 +13,8 @@ configures (datasets, backbones, methods, schedules, hardware) before a run
 writes anything.
 
 Field types map to flags: int, float, str and bool to the absl flag of that
-type; `X | None` fields take None by default, and 0 (numbers) or "" (text)
-on the command line also mean None; tuple fields are comma-separated lists.
+type; `X | None` fields take None by default, and 0 (numbers, not weights)
+or "" (text) on the command line also mean None; tuples are comma-separated.
 """
 
 import dataclasses
@@ -68,8 +68,7 @@ class TrainConfig:
       "training, naming them) or skip (drop them, report which).")
   data_cache: str | None = _field(
       None, "Cache of decoded images of image-file datasets: empty (none), "
-      "'memory' (training images and queries), or a directory (every part, "
-      "reused by later runs).")
+      "'memory' (training images, queries) or a directory (reused by runs).")
   # The model.
   backbone: str = _field(
       "small_cnn", f"CNN: {', '.join(model_lib.BACKBONES)} (README, 'The "
@@ -104,12 +103,11 @@ class TrainConfig:
       "for dhe or quantization_weight=0.05 for dpsh; unset ones take the "
       "loss's defaults, and flags.json records them all.")
   hash_loss_weight: float | None = _field(
-      None, "Weight of the method's loss on the hash layer; default: the "
-      "method's (1, or 0 for dlbhc and classifier_codes).")
+      None, "Weight of the method's loss on the hash layer (0: off); default:"
+      " the method's (1, or 0 for dlbhc and classifier_codes).")
   classification_weight: float | None = _field(
-      None, "Weight of the cross-entropy of the classifier on top of the hash "
-      "layer (0: no classification loss); default: the method's (1 for dhe, "
-      "dlbhc and classifier_codes, 0 for the others).")
+      None, "Weight of the classifier's cross-entropy (0: off); default: the "
+      "method's (1 for dhe, dlbhc and classifier_codes, 0 for the others).")
   label_smoothing: float = _field(
       0.0, "Label smoothing ε of the classification loss: the target puts "
       "1 − ε on the labels and spreads ε over all classes (0: none).")
@@ -210,6 +208,9 @@ def define_flags(flag_values=flags.FLAGS):
     _DEFINE[kind](name, default, text, flag_values=flag_values)
 
 
+_ZERO_IS_SET = ("hash_loss_weight", "classification_weight")  # 0 = term off.
+
+
 def _converted(name, value):
   """A flag's or JSON value as the field's type (lists → tuples, 0 → None)."""
   kind, optional = _kind(FIELDS[name])
@@ -220,7 +221,7 @@ def _converted(name, value):
       raise ConfigError(f"{name} must be a comma-separated list of "
                         f"{kind[0].__name__}. Received: {name}="
                         f"{','.join(map(str, value))}") from None
-  if optional and not value:
+  if optional and not value and not (value == 0 and name in _ZERO_IS_SET):
     return None
   return value
 

@@ -42,6 +42,17 @@ def test_flags_become_typed_fields():
       method_params=("margin=0.5", "distance=squared"), hash_loss_weight=2.0)
 
 
+def test_a_weight_of_zero_turns_its_term_off():
+  # 0 means "unset" for other optional numbers (topk, image_size); for the
+  # objective's weights it is a setting: DHE without its classifier.
+  config = _parse("--classification_weight=0")
+  assert config.classification_weight == 0.0
+  assert config_lib.resolve(config).classification_weight == 0.0
+  assert config_lib.parse_args(["--hash_loss_weight=0"]) == dict(
+      hash_loss_weight=0.0)
+  assert config_lib.resolve(_parse()).classification_weight == 1.0
+
+
 def test_a_list_of_the_wrong_type_names_the_flag():
   with pytest.raises(ConfigError, match="fc_units must be a comma-separated "
                      "list of int. Received: fc_units=512,big"):
