@@ -19,6 +19,7 @@ python tools/compare_settings.py --out_dir=tools/results/dhe_research/screen3 \
   --variant="dhe_margin_0.7: $DHE --method_params=margin=0.7,quantization_weight=0.0" \
   --variant="dpsh: --flagfile=flags/fashion_mnist_dpsh.flags $UNSEEN" \
   --variant="dhe_margin_0.8: $DHE --method_params=margin=0.8,quantization_weight=0.0" \
+  --variant="dhe_margin_1.0: $DHE --method_params=margin=1.0,quantization_weight=0.0" \
   --variant="dhe_margin_0.7_embedding_x4: $DHE --method_params=margin=0.7,quantization_weight=0.0 --hash_loss_weight=4" \
   --variant="dhe_margin_0.7_classification_0.5: $DHE --method_params=margin=0.7,quantization_weight=0.0 --classification_weight=0.5" \
   --bits=12 --seeds=0,1,2 "$@"
