@@ -99,6 +99,15 @@ def check_split(data, path, parts=("query", "database"), split=None):
             "the data or its split changed since training.")
 
 
+def checked_data(run, parts=("query", "database")):
+  """The dataset of a finished run (run_dir.load_run), its `parts` checked
+  against RUN/split.npz (check_split): what tools that re-read a run's
+  queries and database encode."""
+  data = run_dir.load_data(run.config)
+  check_split(data, os.path.join(run.path, "split.npz"), parts=parts)
+  return data
+
+
 def scores_classifier(config, data):
   """Whether the metrics of a run of `config` on `data` include the
   classifier's accuracy: its classifier is trained (classification_weight >

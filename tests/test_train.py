@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -181,6 +182,21 @@ def test_validation_by_classes_holds_out_seen_classes():
   assert not set(fit_labels) & set(classes)
   assert len(fit_labels) + len(held_labels) == len(split["train"]) == 350
   assert set(split["validation"]) <= set(split["train"])
+
+
+def test_checked_data_refuses_a_changed_split(tiny_run, tmp_path):
+  model_dir, _ = tiny_run
+  data = evaluator.checked_data(run_dir.load_run(model_dir))
+  with np.load(os.path.join(model_dir, "split.npz")) as recorded:
+    np.testing.assert_array_equal(data.split["query"], recorded["query"])
+    changed = {part: recorded[part] for part in recorded.files}
+  copy = shutil.copytree(model_dir, os.path.join(tmp_path, "run"))
+  changed["query"] = changed["query"][::-1]
+  np.savez(os.path.join(copy, "split.npz"), **changed)
+  with pytest.raises(ConfigError, match="The query images of embedded "
+                     "differ from those in .*split.npz: the data or its "
+                     "split changed since training."):
+    evaluator.checked_data(run_dir.load_run(copy))
 
 
 def test_validation_images_retrieve_each_other(tiny_run):

@@ -73,10 +73,9 @@ def main(argv):
   del argv
   with errors.reported_in_one_line("class_codes"):
     run = run_dir.load_run(FLAGS.model_dir)
-    data = run_dir.load_data(run.config)
+    data = evaluator.checked_data(run)
     if data.multi_label:
       raise ConfigError("class_codes reads single-label runs.")
-    evaluator.check_split(data, f"{FLAGS.model_dir}/split.npz")
     u, labels = inference.activations(run.model, data.parts["database"],
                                       batch_size=FLAGS.eval_batch_size)
     numbers = class_codes(u, labels.argmax(axis=1))

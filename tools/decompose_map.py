@@ -128,10 +128,9 @@ def main(argv):
       raise ConfigError(f"{FLAGS.model_dir} is a run of "
                         f"{run.config.method}, whose classifier is not "
                         "trained: there is no classification to decompose.")
-    data = run_dir.load_data(run.config)
+    data = evaluator.checked_data(run)
     if data.multi_label:
       raise ConfigError("decompose_map reads single-label runs.")
-    evaluator.check_split(data, f"{FLAGS.model_dir}/split.npz")
     numbers = decompose(
         outputs(run.model, data.parts["query"], FLAGS.eval_batch_size),
         outputs(run.model, data.parts["database"], FLAGS.eval_batch_size))
