@@ -96,8 +96,11 @@ def search_service(trained_run, tmp_path_factory):
   an index of the trained run's query part (100 images), shared by the API
   and browser tests (tests/test_serve*.py).
 
-  Yields a dict: url, index, model_dir, process.
+  Yields a dict: url, index, model_dir, process. Skipped without the
+  `serve` extra (FastAPI, uvicorn, python-multipart).
   """
+  for module in ("fastapi", "uvicorn", "multipart"):
+    pytest.importorskip(module)
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
