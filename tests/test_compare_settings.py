@@ -73,3 +73,25 @@ def test_a_bad_variant_is_refused_before_any_run(tmp_path, variant, message):
   with pytest.raises(ConfigError, match=message):
     _COMPARE.compare(str(tmp_path / "out"), [variant], common=_COMMON)
   assert not (tmp_path / "out").exists()
+
+
+def test_seed_placeholder_follows_each_run_seed():
+  # "{seed}" lets a screen draw another class split per seed.
+  args = _COMPARE.parse_variant("split: --split_seed={seed}")[1]
+  for seed in (0, 3):
+    config = _COMPARE.make_config(_COMMON.split() + args, 6, seed, False)
+    assert (config.split_seed, config.seed) == (seed, seed)
+
+
+def test_report_pairs_validation_and_test_by_seed():
+  diagnostics = {key: 1.0 for key in _COMPARE.DIAGNOSTICS}
+  rows = [dict(variant=v, bits=12, seed=s, validation_mAP=val, mAP=test,
+               **diagnostics)
+          for v, s, val, test in [("a", 0, 0.50, 0.60), ("a", 1, 0.40, 0.70),
+                                  ("b", 0, 0.55, 0.58), ("b", 1, 0.43, 0.71)]]
+  (line,) = [l for l in _COMPARE.report(rows, ["a", "b"]).splitlines()
+             if l.startswith("| b |")]
+  cells = [c.strip() for c in line.split("|")[1:-1]]
+  # Validation: +0.05, +0.03; test: −0.02, +0.01.
+  assert cells[3] == "+0.0400 ± 0.0141"
+  assert cells[5] == "-0.0050 ± 0.0212"

@@ -8,7 +8,9 @@ mAP (mean ± sd over seeds), each variant minus the first one paired by seed,
 and the diagnostics that say why (dhe_tf.diagnostics): the distance between
 the classes' majority codes, the spread within a class, distinct codes,
 saturated activations. The test queries are scored only with --test (for a
-final table such as the ablation), never to choose. Resumable: the runs in
+final table such as the ablation), never to choose. "{seed}" in a
+variant's flags is replaced by each run's seed, so that a screen can draw
+another class split per seed (--split_seed={seed}). Resumable: the runs in
 --out_dir/results.csv are kept, and a label run before with other flags is
 refused.
 
@@ -74,7 +76,9 @@ def parse_variant(text):
 
 
 def make_config(args, bits, seed, test):
-  """The TrainConfig of a variant's flags at `bits` and `seed`."""
+  """The TrainConfig of a variant's flags at `bits` and `seed` ("{seed}"
+  in a flag stands for the seed)."""
+  args = [arg.replace("{seed}", str(seed)) for arg in args]
   values = config_lib.parse_args(
       [*args, f"--bits={bits}", f"--seed={seed}",
        f"--evaluate_test={str(test).lower()}"], source="--variant")
@@ -120,34 +124,40 @@ def _mean(key, values):
   return f"{statistics.mean(values):.{digits}f}"
 
 
+def _paired(key, rows, first):
+  # Mean ± sd of the rows' `key` minus the first variant's, seed by seed.
+  return results_table.mean_sd(
+      [r[key] - first[r["seed"]][key] for r in rows
+       if r["seed"] in first and None not in (r[key], first[r["seed"]][key])],
+      signed=True)
+
+
 def report(rows, labels):
   """Markdown: per code length, every variant's validation mAP (and test
-  mAP with --test), its paired difference to the first variant, and the
+  mAP with --test), their paired differences to the first variant, and the
   mean diagnostics."""
   lines = []
   for bits in sorted({r["bits"] for r in rows}):
     part = [r for r in rows if r["bits"] == bits]
-    reference = {r["seed"]: r["validation_mAP"] for r in part
-                 if r["variant"] == labels[0]}
+    first = {r["seed"]: r for r in part if r["variant"] == labels[0]}
     lines += [f"### {bits} bits", "",
               f"| variant | seeds | validation mAP | − {labels[0]} (paired) "
-              "| test mAP | P@H≤2 | min class distance | within-class spread "
-              "| distinct codes | saturated |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              f"| test mAP | − {labels[0]} (test, paired) | P@H≤2 "
+              "| min class distance | within-class spread | distinct codes "
+              "| saturated |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label in labels:
       mine = [r for r in part if r["variant"] == label]
       if not mine:
         continue
-      deltas = [r["validation_mAP"] - reference[r["seed"]] for r in mine
-                if r["seed"] in reference]
-      delta = (results_table.mean_sd(deltas, signed=True)
-               if label != labels[0] else "")
+      deltas = [_paired(key, mine, first) if label != labels[0] else ""
+                for key in ("validation_mAP", "mAP")]
       means = [_mean(key, [r[key] for r in mine]) for key in DIAGNOSTICS]
       lines.append(
           f"| {label} | {','.join(str(r['seed']) for r in mine)} | "
-          f"{results_table.mean_sd([r['validation_mAP'] for r in mine])} | {delta} | "
-          f"{results_table.mean_sd([r['mAP'] for r in mine])} | " + " | ".join(means) +
-          " |")
+          f"{results_table.mean_sd([r['validation_mAP'] for r in mine])} | "
+          f"{deltas[0]} | {results_table.mean_sd([r['mAP'] for r in mine])} "
+          f"| {deltas[1]} | " + " | ".join(means) + " |")
     lines.append("")
   return "\n".join(lines)
 
