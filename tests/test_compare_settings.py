@@ -95,3 +95,17 @@ def test_report_pairs_validation_and_test_by_seed():
   # Validation: +0.05, +0.03; test: −0.02, +0.01.
   assert cells[3] == "+0.0400 ± 0.0141"
   assert cells[5] == "-0.0050 ± 0.0212"
+
+
+def test_a_run_is_added_to_the_rows_another_process_wrote_meanwhile(
+    tmp_path):
+  path = str(tmp_path / "results.csv")
+  row = dict(variant="a", bits=12, seed=0, validation_mAP=0.5, mAP=None,
+             args="--seed_free")
+  mine = _COMPARE.read_rows(path)  # This process starts: nothing yet.
+  _COMPARE.append_row(path, dict(row, seed=1))  # The other one's run ends.
+  assert mine == []
+  rows = _COMPARE.append_row(path, dict(row, seed=0))  # Then this one's.
+  assert [r["seed"] for r in rows] == [1, 0]
+  assert [r["seed"] for r in _COMPARE.read_rows(path)] == [1, 0]
+  assert _COMPARE.read_rows(path)[1]["validation_mAP"] == 0.5

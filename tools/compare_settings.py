@@ -12,7 +12,9 @@ final table such as the ablation), never to choose. "{seed}" in a
 variant's flags is replaced by each run's seed, so that a screen can draw
 another class split per seed (--split_seed={seed}). Resumable: the runs in
 --out_dir/results.csv are kept, and a label run before with other flags is
-refused.
+refused. Two processes may share one --out_dir (one core each on a 2-core
+machine) when each is given its own --seeds or --bits: every finished run
+is added to results.csv as it is on disk then, under a lock.
 
     python tools/compare_settings.py --out_dir=runs/codewords \
       --common="--flagfile=flags/fashion_mnist_dhe.flags" \
@@ -21,6 +23,7 @@ refused.
       --bits=12 --seeds=0,1
 """
 
+import fcntl
 import os
 import shlex
 import statistics
@@ -93,6 +96,17 @@ def read_rows(path):
 
 def write_rows(path, rows):
   results_table.write_rows(path, rows, _COLUMNS)
+
+
+def append_row(path, row):
+  """Adds `row` to the CSV `path` as it is on disk now (another process may
+  have added rows since this one read it), under an exclusive lock; returns
+  every row."""
+  with open(path + ".lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    rows = read_rows(path) + [row]
+    write_rows(path, rows)
+  return rows
 
 
 def _run_dir(out_dir, label, bits, seed):
@@ -210,8 +224,8 @@ def compare(out_dir, variants, common="", bits=("12",), seeds=("0", "1", "2"),
   for number, (label, args, b, seed) in enumerate(
       [] if report_only or rescore_validation else todo):
     start = time.perf_counter()
-    rows.append(run(label, common + args, b, seed, out_dir, test))
-    write_rows(path, rows)
+    rows = append_row(path, run(label, common + args, b, seed, out_dir,
+                                test))
     print(f"{label} {b} bits seed {seed}: validation mAP "
           f"{rows[-1]['validation_mAP']:.4f} in "
           f"{time.perf_counter() - start:.0f} s; "
