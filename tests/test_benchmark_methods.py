@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -157,3 +158,17 @@ def test_every_tuning_setting_applies_and_the_chosen_one_reads_back(
           config_lib.read_flagfile(path))})
       assert config_lib.validate(again).method_params == config.method_params
       assert again.learning_rate == config.learning_rate
+
+
+def test_a_rate_off_the_shared_one_is_part_of_the_settings():
+  """A flagfile whose rate changed reruns the grid's runs (benchmark() reruns
+  a method's runs whose settings string differs from its flagfile's)."""
+  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  shared = _BENCHMARK.SHARED["learning_rate"]
+  dhe = config_lib.TrainConfig(method="dhe", learning_rate=shared,
+                               method_params=["margin=0.5"])
+  assert _BENCHMARK.describe(dhe) == "margin=0.5"
+  assert _BENCHMARK.describe(dataclasses.replace(
+      dhe, learning_rate=0.002)) == "margin=0.5 learning_rate=0.002"
+  dlbhc = config_lib.TrainConfig(method="dlbhc", learning_rate=shared)
+  assert _BENCHMARK.describe(dlbhc) == f"learning_rate={shared}"

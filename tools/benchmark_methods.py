@@ -164,9 +164,13 @@ def run_one(config, directory):
 
 
 def describe(config):
-  """The settings that set a method apart, as one short string."""
+  """The settings that set a method apart, as one short string: its loss's
+  hyper-parameters, and its learning rate where it has none or where the
+  rate is not the shared one (so that a flagfile's new rate reruns the
+  grid's runs)."""
   parts = list(config.method_params)
-  if not methods.hyper_parameters(config.method):
+  if (not methods.hyper_parameters(config.method) or
+      config.learning_rate != SHARED["learning_rate"]):
     parts.append(f"learning_rate={config.learning_rate}")
   if config.sampler != "shuffle":
     parts.append(f"{config.sampler}×{config.classes_per_batch}")
