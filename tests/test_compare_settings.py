@@ -109,3 +109,7 @@ def test_a_run_is_added_to_the_rows_another_process_wrote_meanwhile(
   assert [r["seed"] for r in rows] == [1, 0]
   assert [r["seed"] for r in _COMPARE.read_rows(path)] == [1, 0]
   assert _COMPARE.read_rows(path)[1]["validation_mAP"] == 0.5
+  # The table lists the seeds in order, whichever process finished first.
+  diagnostics = {key: 1.0 for key in _COMPARE.DIAGNOSTICS}
+  table = _COMPARE.report([dict(r, **diagnostics) for r in rows], ["a"])
+  assert "| a | 0,1 |" in table

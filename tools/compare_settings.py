@@ -161,7 +161,8 @@ def report(rows, labels):
               "| saturated |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label in labels:
-      mine = [r for r in part if r["variant"] == label]
+      mine = sorted((r for r in part if r["variant"] == label),
+                    key=lambda r: r["seed"])
       if not mine:
         continue
       deltas = [_paired(key, mine, first) if label != labels[0] else ""
