@@ -9,8 +9,8 @@
 # - DHE at DLBHC's tuned learning rate (2e-3): DHE's tuning spent its budget
 #   on the loss at 1e-3 and never tried the rate DLBHC won with.
 # Ran on a 2-core AMD EPYC; seed for seed, runs reproduce only on the same
-# CPU type, so every reference (dhe, dlbhc) ran here again. A variant added
-# after seed 0 was dropped when seed 0 put it 0.02 or more under DHE.
+# CPU type, so every reference (dhe, dlbhc) ran here again. A variant was
+# dropped after seed 0 when seed 0 put it 0.02 or more under DHE.
 DHE="--flagfile=flags/fashion_mnist_dhe.flags --protocol=1k5k"
 SQUARED="--method_params=margin=0.6,quantization_weight=0.0,distance=squared"
 SCREEN=tools/results/dhe_research/screen6
