@@ -13,7 +13,7 @@ setuptools.setup(
     package_data={"dhe_tf.data": ["fashion_mnist_1k.npz",
                                   "fashion_mnist_1k.LICENSE"],
                   # The search service's page (dhe_tf.serve).
-                  "dhe_tf": ["static/*.html"]},
+                  "dhe_tf.service": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",  # 2.16 is the first release built on Keras 3.

@@ -12,9 +12,9 @@ r"""Encodes images into code shards with Apache Beam (needs the `beam` extra).
 writes CODES/codes-*.parquet (id, source, packed code, labels), the images
 that could not be encoded with their reason in CODES/rejects-*.jsonl, and
 CODES/manifest.json (bits, model fingerprint, counts, shards) at the end
-(dhe_tf.code_shards). The images are encoded by the export's
+(dhe_tf.encoding.shards). The images are encoded by the export's
 serving_default signature, as the search service and TF Serving encode them
-(dhe_tf.encoding_pipeline, the library function `encode`). Arguments that
+(dhe_tf.encoding.pipeline, the library function `encode`). Arguments that
 are not flags of this command are Beam pipeline options (--runner,
 --project, --num_workers...): README, "Running on Dataflow / Flink / Spark".
 """
@@ -22,7 +22,7 @@ are not flags of this command are Beam pipeline options (--runner,
 from absl import app
 from absl import flags
 
-from dhe_tf import errors
+from dhe_tf.core import errors
 
 flags.DEFINE_string("export_dir", None,
                     "A version directory of dhe_tf.export (EXPORTED/dhe/N): "
@@ -60,7 +60,7 @@ def main(argv):
   with errors.reported_in_one_line("dhe_tf.encode"):
     # Beam is an extra: imported here, so `import dhe_tf` never needs it.
     try:
-      from dhe_tf import encoding_pipeline  # pylint: disable=g-import-not-at-top
+      from dhe_tf.encoding import pipeline as encoding_pipeline  # pylint: disable=g-import-not-at-top
     except ModuleNotFoundError as e:
       raise errors.ConfigError(
           f"dhe_tf.encode needs Apache Beam ({e}): pip install -e "

@@ -9,14 +9,14 @@ database and writes into RUN: metrics.json (mAP@k, P@H<=2, R@H<=2, P@N),
 pr_curve.png and retrievals.png. With --notest only the validation split is
 scored: the way to bring a tuning run up to date without seeing the queries. `dhe_tf.train` runs the same evaluation at
 the end of training. The library function is
-dhe_tf.evaluator.evaluate_run_dir.
+dhe_tf.evaluation.evaluator.evaluate_run_dir.
 """
 
 from absl import app
 from absl import flags
 
-from dhe_tf import errors
-from dhe_tf import evaluator
+from dhe_tf.core import errors
+from dhe_tf.evaluation import evaluator
 
 flags.DEFINE_string("model_dir", None, "Run directory written by dhe_tf.train.")
 flags.DEFINE_string("data_dir", None,

@@ -4,7 +4,7 @@ r"""Exports a trained run as a SavedModel for TF Serving.
         --export_dir=exported [--model_name=dhe] [--version=N]
 
 writes exported/dhe/N/ (N: one more than the highest version there, or
---version), with the signatures (see dhe_tf.exporter, the library
+--version), with the signatures (see dhe_tf.saved_model.exporter, the library
 function export_run):
 
     serving_default  images: tf.string [N], encoded JPEG/PNG/GIF/BMP bytes
@@ -25,8 +25,8 @@ and query it with POST http://localhost:8501/v1/models/dhe:predict and
 from absl import app
 from absl import flags
 
-from dhe_tf import errors
-from dhe_tf import exporter
+from dhe_tf.core import errors
+from dhe_tf.saved_model import exporter
 
 flags.DEFINE_string("model_dir", None, "Run directory written by dhe_tf.train.")
 flags.DEFINE_string("export_dir", None,

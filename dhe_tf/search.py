@@ -20,7 +20,7 @@ r"""Builds an index of a model's binary codes; queries it by Hamming distance.
         --radius=2
 
 Images are encoded as the exported SavedModel encodes them
-(dhe_tf.inference). The index records the fingerprint of the model that made
+(dhe_tf.model.inference). The index records the fingerprint of the model that made
 it, and a query with another model's codes is refused. Results are ordered
 by (distance, id), ties broken by id as in the evaluation (dhe_tf.index).
 """
@@ -28,11 +28,11 @@ by (distance, id), ties broken by id as in the evaluation (dhe_tf.index).
 from absl import app
 from absl import flags
 
-from dhe_tf import errors
+from dhe_tf.core import errors
 from dhe_tf import index as index_lib
-from dhe_tf import run_dir
-from dhe_tf import searcher
-from dhe_tf.errors import ConfigError
+from dhe_tf.runs import run_dir
+from dhe_tf.index import searcher
+from dhe_tf.core.errors import ConfigError
 
 COMMANDS = ("build", "query")
 

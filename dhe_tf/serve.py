@@ -12,7 +12,7 @@ index once (refusing an index of another model or a damaged one, one line,
 exit status 2), and never writes to the index. After `dhe_tf.search build`
 has rebuilt the index, `curl -X POST http://127.0.0.1:8080/v1/reload` or
 `kill -HUP <pid>` makes it serve the new one without dropping a request.
-The API is in dhe_tf.http_api (and at /docs); the engine, which tests call
+The API is in dhe_tf.service.http_api (and at /docs); the engine, which tests call
 in-process, in dhe_tf.service.
 """
 
@@ -23,8 +23,8 @@ import threading
 from absl import app
 from absl import flags
 
-from dhe_tf import errors
-from dhe_tf import service as service_lib
+from dhe_tf.core import errors
+from dhe_tf.service import engine as service_lib
 
 flags.DEFINE_string("index", None, "The index directory (dhe_tf.search "
                     "build) to serve.")
@@ -75,7 +75,7 @@ def main(argv):
   with errors.reported_in_one_line("dhe_tf.serve"):
     try:
       import uvicorn  # pylint: disable=g-import-not-at-top
-      from dhe_tf import http_api  # pylint: disable=g-import-not-at-top
+      from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise errors.ConfigError(f"dhe_tf.serve needs {e.name}: pip install "
                                '-e ".[serve]"') from e

@@ -10,19 +10,19 @@ Writes into --model_dir (default: a new directory under runs/): flags.json,
 split.npz, logs/ (TensorBoard), model.keras and metrics.json. Rerun with the
 same --model_dir and flags to resume an interrupted run. Bad flags, missing
 data or weights, and a loss that turns NaN are reported in one line, with
-exit status 2. The flags are the fields of dhe_tf.config.TrainConfig
-(`--helpfull` lists them); the library function is dhe_tf.trainer.train.
+exit status 2. The flags are the fields of dhe_tf.runs.config.TrainConfig
+(`--helpfull` lists them); the library function is dhe_tf.training.trainer.train.
 """
 
 from absl import app
 from absl import flags
 
-from dhe_tf import config as config_lib
-from dhe_tf import errors
-from dhe_tf import run_dir
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.core import errors
+from dhe_tf.runs import run_dir
+from dhe_tf.training import trainer
 
-config_lib.define_flags()  # One flag per dhe_tf.config.TrainConfig field.
+config_lib.define_flags()  # One flag per dhe_tf.runs.config.TrainConfig field.
 flags.DEFINE_string("model_dir", None,
                     "Run directory; default: a new directory under runs/.")
 

@@ -27,9 +27,9 @@ def make_small_run(model_dir, *, bits=12, seed=0):
   import dataclasses  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import run_dir  # pylint: disable=g-import-not-at-top
+  from dhe_tf.model import network as model_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.runs import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.runs import run_dir  # pylint: disable=g-import-not-at-top
   from dhe_tf.data import datasets  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(seed)
   model = model_lib.build_model(backbone="small_cnn", bits=bits,
@@ -59,9 +59,9 @@ TINY_RUN = dict(protocol="tiny", epochs=10, batch_size=50, bits=12)
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-  """(model_dir, metrics) of a real dhe_tf.trainer.train run of TINY_RUN."""
-  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import trainer  # pylint: disable=g-import-not-at-top
+  """(model_dir, metrics) of a real dhe_tf.training.trainer.train run of TINY_RUN."""
+  from dhe_tf.runs import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.training import trainer  # pylint: disable=g-import-not-at-top
   model_dir = str(tmp_path_factory.mktemp("trained") / "run")
   results = trainer.train(config_lib.TrainConfig(**TINY_RUN), model_dir,
                           verbose=0)
@@ -105,7 +105,7 @@ def search_service(trained_run, tmp_path_factory):
   import sys  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
   import requests  # pylint: disable=g-import-not-at-top
-  from dhe_tf import searcher  # pylint: disable=g-import-not-at-top
+  from dhe_tf.index import searcher  # pylint: disable=g-import-not-at-top
   model_dir, _ = trained_run
   folder = tmp_path_factory.mktemp("served")
   index = str(folder / "index")

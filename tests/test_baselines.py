@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import callbacks
-from dhe_tf import baselines
-from dhe_tf import codewords as codewords_lib
-from dhe_tf import losses
+from dhe_tf.training import callbacks
+from dhe_tf.losses import baselines
+from dhe_tf.core import codewords as codewords_lib
+from dhe_tf.losses import hamming_embedding as losses
 
 _RNG = np.random.default_rng(0)
 U = _RNG.uniform(0.02, 0.98, (6, 8)).astype("float32")

@@ -131,7 +131,7 @@ def test_unknown_method_is_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
     _run_in_process("--methods=dhe,lsh", f"--out_dir={tmp_path / 'out'}")
   assert exit_info.value.code == 2
-  from dhe_tf import methods  # pylint: disable=g-import-not-at-top
+  from dhe_tf.training import methods  # pylint: disable=g-import-not-at-top
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
       "benchmark_methods: error: Unknown method 'lsh'. Available: " +
       ", ".join(methods.METHODS))
@@ -140,8 +140,8 @@ def test_unknown_method_is_one_line(tmp_path, capsys):
 
 def test_every_tuning_setting_applies_and_the_chosen_one_reads_back(
     tmp_path):
-  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import methods  # pylint: disable=g-import-not-at-top
+  from dhe_tf.runs import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.training import methods  # pylint: disable=g-import-not-at-top
   base = config_lib.TrainConfig(bits=12, protocol="tiny")
   for name, method in methods.METHODS.items():
     for setting in method.tuning_grid:
@@ -163,7 +163,7 @@ def test_every_tuning_setting_applies_and_the_chosen_one_reads_back(
 def test_a_rate_off_the_shared_one_is_part_of_the_settings():
   """A flagfile whose rate changed reruns the grid's runs (benchmark() reruns
   a method's runs whose settings string differs from its flagfile's)."""
-  from dhe_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.runs import config as config_lib  # pylint: disable=g-import-not-at-top
   shared = _BENCHMARK.SHARED["learning_rate"]
   dhe = config_lib.TrainConfig(method="dhe", learning_rate=shared,
                                method_params=["margin=0.5"])

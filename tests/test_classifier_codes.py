@@ -1,5 +1,5 @@
 """Methods with their own head, trained for real: classifier codes and
-OrthoHash (dhe_tf.methods), the classifier numbers of metrics.json, and the
+OrthoHash (dhe_tf.training.methods), the classifier numbers of metrics.json, and the
 export of a classifier-codes run."""
 
 import dataclasses
@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import codewords as codewords_lib
-from dhe_tf import codes as codes_lib
-from dhe_tf import config as config_lib
-from dhe_tf import evaluator
-from dhe_tf import exporter
-from dhe_tf import inference
-from dhe_tf import model as model_lib
-from dhe_tf import run_dir
-from dhe_tf import trainer
+from dhe_tf.core import codewords as codewords_lib
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.runs import config as config_lib
+from dhe_tf.evaluation import evaluator
+from dhe_tf.saved_model import exporter
+from dhe_tf.model import inference
+from dhe_tf.model import network as model_lib
+from dhe_tf.runs import run_dir
+from dhe_tf.training import trainer
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 # The shared tiny run (conftest.TINY_RUN), shortened: 10 classes, 12 bits.
 _TINY = dict(protocol="tiny", epochs=2, batch_size=50, bits=12)

@@ -1,11 +1,11 @@
-"""dhe_tf.codes: the one home of bits, checked by hand and against NumPy."""
+"""dhe_tf.core.codes: the one home of bits, checked by hand and against NumPy."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import codes as codes_lib
-from dhe_tf.errors import ConfigError
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.core.errors import ConfigError
 
 
 def test_pack_by_hand():

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dhe_tf import codewords
+from dhe_tf.core import codewords
 
 
 def _distances(words):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
                      "compare_settings.py")

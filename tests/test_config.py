@@ -1,4 +1,4 @@
-"""dhe_tf.config: one field table, and flags, flags.json and flagfiles from it."""
+"""dhe_tf.runs.config: one field table, and flags, flags.json and flagfiles from it."""
 
 import dataclasses
 import glob
@@ -8,8 +8,8 @@ import os
 from absl import flags
 import pytest
 
-from dhe_tf import config as config_lib
-from dhe_tf.errors import ConfigError
+from dhe_tf.runs import config as config_lib
+from dhe_tf.core.errors import ConfigError
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(glob.glob(os.path.join(_ROOT, "flags", "*.flags")))

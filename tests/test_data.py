@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from dhe_tf import downloads
+from dhe_tf.core import downloads
 from dhe_tf.data import datasets
 from dhe_tf.data import idx_files
 from dhe_tf.data import splits
-from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
+from dhe_tf.core.errors import ConfigError
+from dhe_tf.core.errors import DataUnavailableError
 
 
 def _idx_bytes(array):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dhe_tf import downloads
+from dhe_tf.core import downloads
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _PER_SPLIT = 700  # Mock examples per split: random images, random labels.
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.training import trainer
 from dhe_tf.data import datasets
 from dhe_tf.data import image_list
 from dhe_tf.data import images
 from dhe_tf.data import pipeline
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 C = datasets.NUSWIDE_21_NUM_CLASSES
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from dhe_tf.data import image_list
 from dhe_tf.data import nuswide
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _CONCEPTS = [f"k{i:02d}" for i in range(24)]  # 21 kept, 3 rarest dropped.
 _TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",

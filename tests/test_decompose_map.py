@@ -1,4 +1,4 @@
-"""tools/decompose_map.py: its decomposition against dhe_tf.metrics."""
+"""tools/decompose_map.py: its decomposition against dhe_tf.evaluation.metrics."""
 
 import importlib.util
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from dhe_tf import metrics
+from dhe_tf.evaluation import metrics
 
 _TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
                      "decompose_map.py")

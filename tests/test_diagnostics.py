@@ -1,9 +1,9 @@
-"""dhe_tf.diagnostics: each number equals its definition on hand-made codes."""
+"""dhe_tf.evaluation.diagnostics: each number equals its definition on hand-made codes."""
 
 import numpy as np
 import pytest
 
-from dhe_tf import diagnostics
+from dhe_tf.evaluation import diagnostics
 
 
 def test_every_diagnostic_equals_its_definition():

@@ -1,4 +1,4 @@
-"""Encoding with Apache Beam (dhe_tf.encoding_pipeline, `python -m
+"""Encoding with Apache Beam (dhe_tf.encoding.pipeline, `python -m
 dhe_tf.encode`) on the DirectRunner, and indexes of its code shards
 (`python -m dhe_tf.search build --from_codes`)."""
 
@@ -14,14 +14,14 @@ import tensorflow as tf
 pytest.importorskip("apache_beam")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from dhe_tf import code_shards
-from dhe_tf import encoding_pipeline
-from dhe_tf import exporter
+from dhe_tf.encoding import shards as code_shards
+from dhe_tf.encoding import pipeline as encoding_pipeline
+from dhe_tf.saved_model import exporter
 from dhe_tf import index as index_lib
-from dhe_tf import inference
-from dhe_tf import searcher
+from dhe_tf.model import inference
+from dhe_tf.index import searcher
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 NUM_IMAGES = 240
 CORRUPT, MISSING = 80, 170  # Lines of the list that name bad images.

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import evaluator
-from dhe_tf import plots
+from dhe_tf.evaluation import evaluator
+from dhe_tf.evaluation import plots
 from dhe_tf.data import pipeline
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 def test_retrieval_metrics_on_hand_made_codes():

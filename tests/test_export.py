@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import exporter
-from dhe_tf import inference
-from dhe_tf import codes as codes_lib
-from dhe_tf import model as model_lib
+from dhe_tf.saved_model import exporter
+from dhe_tf.model import inference
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.model import network as model_lib
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _SERVE = r"""
 import json, sys

@@ -1,4 +1,4 @@
-"""dhe_tf.heads: class codewords and the Hamming classifier, against their
+"""dhe_tf.model.heads: class codewords and the Hamming classifier, against their
 formulas."""
 
 import os
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import codewords as codewords_lib
-from dhe_tf import config as config_lib
-from dhe_tf import heads
-from dhe_tf import model as model_lib
-from dhe_tf import trainer
+from dhe_tf.core import codewords as codewords_lib
+from dhe_tf.runs import config as config_lib
+from dhe_tf.model import heads
+from dhe_tf.model import network as model_lib
+from dhe_tf.training import trainer
 
 
 def test_class_codewords_map_logits_to_the_predicted_class_codeword():

@@ -1,7 +1,7 @@
 """dhe_tf.index: FAISS and Milvus Lite against a brute-force NumPy reference.
 
 Short codes tie a lot, so every comparison checks ids as well as distances:
-ties must be broken by id, as dhe_tf.metrics.retrieve breaks them.
+ties must be broken by id, as dhe_tf.evaluation.metrics.retrieve breaks them.
 """
 
 import os
@@ -10,10 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from dhe_tf import codes
+from dhe_tf.core import codes
 from dhe_tf import index as index_lib
-from dhe_tf import metrics
-from dhe_tf.errors import ConfigError
+from dhe_tf.evaluation import metrics
+from dhe_tf.core.errors import ConfigError
 
 
 def _codes(num, bits, seed):

@@ -20,10 +20,10 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
-from dhe_tf import codes
+from dhe_tf.core import codes
 from dhe_tf import index as index_lib
 from dhe_tf import search
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 from dhe_tf.index import backend as backend_lib
 
 FLAGS = flags.FLAGS

@@ -13,26 +13,32 @@ import pytest
 _PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "dhe_tf")
 
+# `python -m dhe_tf.<command>`: the only modules at the package's top.
+COMMANDS = ("train", "evaluate", "export", "search", "serve", "encode")
+# The parts, in the data's path; each folder's __init__ names its modules.
+FOLDERS = ("core", "data", "model", "losses", "evaluation", "training",
+           "runs", "saved_model", "encoding", "index", "service")
+
 LAYERS = (
-    ("errors", "downloads", "codes", "codewords", "metrics", "plots",
-     "diagnostics",
-     "batching"),
+    ("core.*", "data", "evaluation", "training", "runs", "saved_model",
+     "encoding", "service"),
     ("data.*",),
-    ("heads", "model", "losses", "baselines"),
-    ("inference", "validation", "callbacks"),
-    ("methods", "optimization", "hardware"),
-    ("config",),
-    ("run_dir",),
-    ("evaluator", "objective"),
-    ("trainer",),
-    ("exporter", "index.*", "code_shards", "searcher", "encoding_inputs",
-     "encoding_pipeline"),
-    ("service_images", "service", "http_api"),
-    ("train", "evaluate", "export", "search", "serve", "encode",
-     "__init__"),
+    ("model", "model.heads", "model.network", "losses.*", "evaluation.metrics",
+     "evaluation.diagnostics", "evaluation.plots"),
+    ("model.inference",),
+    ("evaluation.validation", "training.callbacks"),
+    ("training.methods", "training.optimization", "training.hardware"),
+    ("runs.config",),
+    ("runs.run_dir",),
+    ("evaluation.evaluator", "training.objective"),
+    ("training.trainer",),
+    ("saved_model.*", "encoding.shards"),
+    ("encoding.inputs", "encoding.pipeline", "index.*"),
+    ("service.*",),
+    COMMANDS + ("__init__",),
 )
 # The training loop and its compiled objective.
-TRAINING_CODE = ("trainer", "objective")
+TRAINING_CODE = ("training.trainer", "training.objective")
 # metrics.py is long for its checks and tie rules, each documented there.
 # config.py is the one table of every setting.
 MAX_LINES = 400
@@ -101,11 +107,13 @@ def _reachable(name):
   return seen
 
 
-@pytest.mark.parametrize("name", ["evaluator", "exporter", "searcher",
-                                  "run_dir", "inference", "index",
-                                  "encoding_pipeline", "encode",
+@pytest.mark.parametrize("name", ["evaluation.evaluator",
+                                  "saved_model.exporter", "index.searcher",
+                                  "runs.run_dir", "model.inference", "index",
+                                  "encoding.pipeline", "encode",
                                   "evaluate", "export", "search",
-                                  "service", "http_api", "serve"])
+                                  "service.engine", "service.http_api",
+                                  "serve"])
 def test_evaluation_export_and_search_reach_no_training_code(name):
   assert not _reachable(name) & set(TRAINING_CODE), sorted(
       _reachable(name) & set(TRAINING_CODE))
@@ -118,5 +126,28 @@ def test_modules_stay_small(name):
           else path + ".py")
   with open(path, encoding="utf-8") as f:
     lines = len(f.readlines())
-  limit = 600 if name == "metrics" else MAX_LINES
+  limit = 600 if name == "evaluation.metrics" else MAX_LINES
   assert lines <= limit, f"dhe_tf/{name}: {lines} lines"
+
+
+def test_the_top_holds_the_commands_and_the_folders_the_parts():
+  top = sorted(f[:-3] for f in os.listdir(_PACKAGE)
+               if f.endswith(".py") and f != "__init__.py")
+  assert top == sorted(COMMANDS)
+  folders = sorted(name for name in os.listdir(_PACKAGE)
+                   if os.path.isfile(os.path.join(_PACKAGE, name,
+                                                  "__init__.py")))
+  assert folders == sorted(FOLDERS)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_each_folder_says_what_it_holds(folder):
+  with open(os.path.join(_PACKAGE, folder, "__init__.py"),
+            encoding="utf-8") as f:
+    docstring = ast.get_docstring(ast.parse(f.read()))
+  assert docstring, f"dhe_tf/{folder}/__init__.py has no docstring"
+  for path in glob.glob(os.path.join(_PACKAGE, folder, "*.py")):
+    module = os.path.basename(path)[:-3]
+    if module != "__init__":
+      assert module in docstring, (
+          f"dhe_tf/{folder}/__init__.py does not name its module {module}")

@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import callbacks
-from dhe_tf import losses
+from dhe_tf.training import callbacks
+from dhe_tf.losses import hamming_embedding as losses
+from dhe_tf.losses import pairs
 
 
 def test_relaxed_distance_equals_hamming_distance_on_binary_codes():
   codes = np.random.default_rng(0).integers(0, 2, (20, 13)).astype("float32")
   exact = (codes[:, None, :] != codes[None, :, :]).sum(-1)
-  relaxed = keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(codes))
+  relaxed = keras.ops.convert_to_numpy(pairs.relaxed_hamming_distance(codes))
   np.testing.assert_allclose(relaxed, exact, atol=1e-5)
 
 
 def test_relaxed_distance_is_expected_number_of_differing_bits():
   # u = (0.5, 1) vs (0, 0): bit 0 differs w.p. 0.5, bit 1 always: 1.5.
   u = np.array([[0.5, 1.0], [0.0, 0.0]], "float32")
-  d = keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(u))
+  d = keras.ops.convert_to_numpy(pairs.relaxed_hamming_distance(u))
   np.testing.assert_allclose(d, [[0.5, 1.5], [1.5, 0.0]], atol=1e-6)
 
 
@@ -29,14 +30,14 @@ def test_relaxed_distance_is_expected_number_of_differing_bits():
     np.eye(3, dtype="float32")[[0, 0, 1, 2]],       # one-hot
 ])
 def test_similarity_of_single_labels(labels):
-  s = keras.ops.convert_to_numpy(losses.pairwise_similarity(labels))
+  s = keras.ops.convert_to_numpy(pairs.pairwise_similarity(labels))
   expected = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
   np.testing.assert_array_equal(s, expected)
 
 
 def test_similarity_of_multi_hot_labels_is_sharing_one_label():
   labels = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]], "float32")
-  s = keras.ops.convert_to_numpy(losses.pairwise_similarity(labels))
+  s = keras.ops.convert_to_numpy(pairs.pairwise_similarity(labels))
   np.testing.assert_array_equal(s, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
 
 
@@ -133,15 +134,15 @@ def test_squared_distance_is_hamming_on_binary_codes_and_zero_on_itself():
   codes = np.random.default_rng(2).integers(0, 2, (9, 11)).astype("float32")
   exact = (codes[:, None, :] != codes[None, :, :]).sum(-1)
   np.testing.assert_allclose(
-      keras.ops.convert_to_numpy(losses.squared_distance(codes)), exact,
+      keras.ops.convert_to_numpy(pairs.squared_distance(codes)), exact,
       atol=1e-5)
   # Two undecided codes: expected distance K/2, squared distance 0.
   half = np.full((2, 4), 0.5, "float32")
   np.testing.assert_allclose(
-      keras.ops.convert_to_numpy(losses.relaxed_hamming_distance(half)),
+      keras.ops.convert_to_numpy(pairs.relaxed_hamming_distance(half)),
       [[2, 2], [2, 2]], atol=1e-6)
   np.testing.assert_allclose(
-      keras.ops.convert_to_numpy(losses.squared_distance(half)), 0, atol=1e-6)
+      keras.ops.convert_to_numpy(pairs.squared_distance(half)), 0, atol=1e-6)
 
 
 def test_loss_with_squared_distance_equals_formula():
@@ -204,7 +205,7 @@ def test_codeword_term_equals_formula(radius, multi):
 def test_codeword_distance_is_zero_at_the_codeword_and_hamming_on_bits():
   w = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], "float32")
   u = np.array([[1, 0, 1, 1], [0.5, 0.5, 0.5, 0.5], [0, 1, 0, 0]], "float32")
-  d = keras.ops.convert_to_numpy(losses.codeword_distance(u, w))
+  d = keras.ops.convert_to_numpy(pairs.codeword_distance(u, w))
   np.testing.assert_allclose(d, [[0, 2], [2, 2], [4, 2]], atol=1e-6)
 
 

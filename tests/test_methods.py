@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from dhe_tf import baselines
-from dhe_tf import config as config_lib
-from dhe_tf import losses
-from dhe_tf import methods
-from dhe_tf import model as model_lib
-from dhe_tf.errors import ConfigError
+from dhe_tf.losses import baselines
+from dhe_tf.runs import config as config_lib
+from dhe_tf.losses import hamming_embedding as losses
+from dhe_tf.training import methods
+from dhe_tf.model import network as model_lib
+from dhe_tf.core.errors import ConfigError
 
 _README = open("README.md", encoding="utf-8").read()
 

@@ -1,10 +1,10 @@
-"""Tests for dhe_tf.metrics: hand-computed cases and brute-force references."""
+"""Tests for dhe_tf.evaluation.metrics: hand-computed cases and brute-force references."""
 
 import numpy as np
 import pytest
 
-from dhe_tf import codes as codes_lib
-from dhe_tf import metrics
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.evaluation import metrics
 
 # The hand-computed example. Query 0 is 0000 with label 0; distances to the
 # database:

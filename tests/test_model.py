@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from dhe_tf import codewords as codewords_lib
-from dhe_tf import downloads
-from dhe_tf import model as model_lib
-from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
+from dhe_tf.core import codewords as codewords_lib
+from dhe_tf.core import downloads
+from dhe_tf.model import network as model_lib
+from dhe_tf.core.errors import ConfigError
+from dhe_tf.core.errors import DataUnavailableError
 
 
 def _small(bits=12, classes=4, shape=(16, 16, 1)):

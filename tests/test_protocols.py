@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from dhe_tf import config as config_lib
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.training import trainer
 from dhe_tf.data import datasets
 from dhe_tf.data import splits
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 def test_unseen_split_of_synthetic_classes():

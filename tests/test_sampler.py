@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
-from dhe_tf import run_dir
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.runs import run_dir
+from dhe_tf.training import trainer
 from dhe_tf.data import datasets
 from dhe_tf.data import pipeline
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 # 100 images of 6 classes, unevenly: class 4 is absent, class 2 has 5.
 _COUNTS = (10, 20, 5, 30, 0, 35)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
-from dhe_tf import objective
-from dhe_tf import hardware
-from dhe_tf import baselines
-from dhe_tf import losses
-from dhe_tf import model as model_lib
-from dhe_tf import optimization
-from dhe_tf import run_dir
-from dhe_tf.errors import ConfigError
+from dhe_tf.runs import config as config_lib
+from dhe_tf.training import objective
+from dhe_tf.training import hardware
+from dhe_tf.losses import baselines
+from dhe_tf.losses import hamming_embedding as losses
+from dhe_tf.model import network as model_lib
+from dhe_tf.training import optimization
+from dhe_tf.runs import run_dir
+from dhe_tf.core.errors import ConfigError
 
 # Every hashing loss must compile under XLA.
 XLA_LOSSES = [losses.HammingEmbeddingLoss(),

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
-from dhe_tf import trainer
-from dhe_tf import errors
-from dhe_tf.errors import TrainingDivergedError
+from dhe_tf.runs import config as config_lib
+from dhe_tf.training import trainer
+from dhe_tf.core import errors
+from dhe_tf.core.errors import TrainingDivergedError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Validation mAP only: the queries' evaluation is tested with the shared run.
@@ -151,8 +151,8 @@ _WORKER = """
 import sys
 import keras
 import numpy as np
-from dhe_tf import config as config_lib
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.training import trainer
 
 class SaveWeights(keras.callbacks.Callback):
   def on_train_end(self, logs=None):

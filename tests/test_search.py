@@ -1,4 +1,4 @@
-"""Search (dhe_tf.searcher, `python -m dhe_tf.search`): build an index of a
+"""Search (dhe_tf.index.searcher, `python -m dhe_tf.search`): build an index of a
 run's codes and query it."""
 
 import json
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import codes as codes_lib
-from dhe_tf import config as config_lib
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.runs import config as config_lib
 from dhe_tf import index as index_lib
-from dhe_tf import metrics
-from dhe_tf import model as model_lib
-from dhe_tf import run_dir
-from dhe_tf import searcher
+from dhe_tf.evaluation import metrics
+from dhe_tf.model import network as model_lib
+from dhe_tf.runs import run_dir
+from dhe_tf.index import searcher
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 def _codes(model, images):

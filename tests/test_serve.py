@@ -1,6 +1,6 @@
 """The search service: `python -m dhe_tf.serve` as a real process (one, shared:
 `search_service` in conftest.py), its answers checked against
-`dhe_tf.search query`'s (dhe_tf.searcher.query_index) for the same images."""
+`dhe_tf.search query`'s (dhe_tf.index.searcher.query_index) for the same images."""
 
 import base64
 import concurrent.futures
@@ -19,10 +19,10 @@ import requests
 import tensorflow as tf
 from PIL import Image
 
-from dhe_tf import codes as codes_lib
+from dhe_tf.core import codes as codes_lib
 from dhe_tf import index as index_lib
-from dhe_tf import run_dir
-from dhe_tf import searcher
+from dhe_tf.runs import run_dir
+from dhe_tf.index import searcher
 from dhe_tf.data import datasets
 
 

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from dhe_tf import run_dir
+from dhe_tf.runs import run_dir
 from dhe_tf.data import datasets
 
 CHROMIUM = "/usr/bin/chromium"

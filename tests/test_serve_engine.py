@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dhe_tf import exporter
+from dhe_tf.saved_model import exporter
 from dhe_tf import index as index_lib
-from dhe_tf import searcher
-from dhe_tf import service as service_lib
+from dhe_tf.index import searcher
+from dhe_tf.service import engine as service_lib
 from dhe_tf.data import datasets
-from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DamagedIndexError
-from dhe_tf.service_images import RequestError
+from dhe_tf.core.errors import ConfigError
+from dhe_tf.core.errors import DamagedIndexError
+from dhe_tf.service.uploads import RequestError
 
 _REBUILD = ": rebuild the index with `python -m dhe_tf.search build`."
 

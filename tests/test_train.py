@@ -1,4 +1,4 @@
-"""Training end to end (dhe_tf.trainer), evaluation of the run, and the
+"""Training end to end (dhe_tf.training.trainer), evaluation of the run, and the
 commands' one-line errors."""
 
 import glob
@@ -12,16 +12,16 @@ import sys
 import numpy as np
 import pytest
 
-from dhe_tf import config as config_lib
-from dhe_tf import evaluator
-from dhe_tf import inference
-from dhe_tf import metrics
-from dhe_tf import model as model_lib
-from dhe_tf import run_dir
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.evaluation import evaluator
+from dhe_tf.model import inference
+from dhe_tf.evaluation import metrics
+from dhe_tf.model import network as model_lib
+from dhe_tf.runs import run_dir
+from dhe_tf.training import trainer
 from dhe_tf.data import datasets
 from dhe_tf.data import pipeline
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 def _random_codes_map(split, bits, seed=0):
@@ -255,14 +255,14 @@ def test_evaluate_of_a_directory_that_is_not_a_run_is_one_line(tmp_path):
 _LOAD_IN_A_FRESH_PROCESS = """
 import sys
 import keras
-from dhe_tf import model
+from dhe_tf.model import network as model
 path = sys.argv[1]
 loaded = model.load_model(path)  # The optimizer and losses come back too.
 assert type(loaded.optimizer).__name__ == "FineTuningAdam"
 assert type(keras.saving.load_model(path).optimizer) is type(loaded.optimizer)
 assert getattr(model.load_model(path, compile=False), "optimizer", None) is None
 assert not [m for m in sys.modules if m in (
-    "dhe_tf.trainer", "dhe_tf.config", "dhe_tf.methods", "dhe_tf.callbacks")]
+    "dhe_tf.training.trainer", "dhe_tf.runs.config", "dhe_tf.training.methods", "dhe_tf.training.callbacks")]
 print("loaded")
 """
 

@@ -6,12 +6,12 @@ r"""Benchmarks encoding a folder of PNG files: the Beam pipeline vs in-process.
 
 Writes the first --num_images Fashion-MNIST images (the train then the test
 IDX files of --data_dir; the embedded 10,000 without it) as PNG files into
-one folder (not timed), exports the run (dhe_tf.exporter), then times, on
+one folder (not timed), exports the run (dhe_tf.saved_model.exporter), then times, on
 the same files and model:
 - in-process: `python -m dhe_tf.search build --images=FOLDER`
-  (dhe_tf.searcher.build_index: check every image, encode with the Keras
+  (dhe_tf.index.searcher.build_index: check every image, encode with the Keras
   model in tf.data batches, write the FAISS index);
-- beam: `python -m dhe_tf.encode` (dhe_tf.encoding_pipeline.encode) on the
+- beam: `python -m dhe_tf.encode` (dhe_tf.encoding.pipeline.encode) on the
   DirectRunner in multi_processing mode with --workers workers, then
   `search build --from_codes` (the index, timed apart);
 - beam fixed cost: the same pipeline on 16 of the images: starting the
@@ -33,10 +33,10 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from dhe_tf import encoding_pipeline
-from dhe_tf import exporter
+from dhe_tf.encoding import pipeline as encoding_pipeline
+from dhe_tf.saved_model import exporter
 from dhe_tf import index as index_lib
-from dhe_tf import searcher
+from dhe_tf.index import searcher
 from dhe_tf.data import datasets
 from dhe_tf.data import idx_files
 

@@ -1,4 +1,4 @@
-"""Times dhe_tf.metrics.mean_average_precision against the usual NumPy loop.
+"""Times dhe_tf.evaluation.metrics.mean_average_precision against the usual NumPy loop.
 
     python tools/benchmark_map.py                  # about 45 s
     python tools/benchmark_map.py --memory_check   # about 10 s more
@@ -12,12 +12,12 @@ as in dhe_tf and both must give the same mAP.
 Codes are drawn around a random code per class with each bit flipped with
 probability --flip, so the mAP is that of a plausible model rather than of
 coin tosses. Output of `--memory_check` on 2 cores of an Intel Xeon @ 2.50GHz
-(shared with other jobs; dhe_tf.metrics took 0.42 to 0.95 s over 6 runs):
+(shared with other jobs; dhe_tf.evaluation.metrics took 0.42 to 0.95 s over 6 runs):
 
     | method                     | seconds | ratio | mAP@ALL      |
     |----------------------------|---------|-------|--------------|
     | per-query argsort (NumPy)  |    7.58 |   1.0 | 0.4253823834 |
-    | dhe_tf.metrics             |    0.48 |  15.9 | 0.4253823834 |
+    | dhe_tf.evaluation.metrics             |    0.48 |  15.9 | 0.4253823834 |
 
     The two mAPs agree: abs diff 2.2e-16, tolerance 1e-9.
 
@@ -34,7 +34,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dhe_tf import metrics
+from dhe_tf.evaluation import metrics
 
 _QUERIES = flags.DEFINE_integer("queries", 1000, "Number of query codes.")
 _DATABASE = flags.DEFINE_integer("database", 69000,
@@ -154,7 +154,7 @@ def main(argv):
                              case + (_TOPK.value,), _REPEATS.value)
   print(markdown_table([("per-query argsort (NumPy)", reference_seconds,
                          reference_value),
-                        ("dhe_tf.metrics", seconds, value)], _TOPK.value))
+                        ("dhe_tf.evaluation.metrics", seconds, value)], _TOPK.value))
   difference = abs(value - reference_value)
   verdict = "agree" if difference < 1e-9 else "DISAGREE"
   print(f"\nThe two mAPs {verdict}: abs diff {difference:.1e}, "

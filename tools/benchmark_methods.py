@@ -2,7 +2,7 @@ r"""DHE against the baseline hashing methods, side by side on equal terms.
 
 Every method trains the same network (`--backbone=cnn`: conv 32-64-128,
 dense 256, dropout) on the same images, split, schedule, batch size and
-optimiser, and is evaluated by the same code (dhe_tf.trainer.train); only the
+optimiser, and is evaluated by the same code (dhe_tf.training.trainer.train); only the
 objective differs. Seeds are paired: a seed fixes the initial weights and
 the batch order of every method. Each method's own settings come from its
 flagfile `FLAGS_DIR/<dataset>_<method>.flags`, which `--tune` writes.
@@ -38,12 +38,12 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import keras
 
-from dhe_tf import config as config_lib
-from dhe_tf import errors
-from dhe_tf import evaluator
-from dhe_tf import methods
-from dhe_tf import trainer
-from dhe_tf.errors import ConfigError
+from dhe_tf.runs import config as config_lib
+from dhe_tf.core import errors
+from dhe_tf.evaluation import evaluator
+from dhe_tf.training import methods
+from dhe_tf.training import trainer
+from dhe_tf.core.errors import ConfigError
 import results_table
 
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset of every run.")
@@ -64,7 +64,7 @@ flags.DEFINE_multi_string(
     "compare recipes; repeat for several.")
 flags.DEFINE_bool("quick", False, "Smoke check: 2 epochs, the first seed.")
 flags.DEFINE_bool("tune", False, "Choose each method's settings: every "
-                  "setting of its registry tuning_grid (dhe_tf.methods), then"
+                  "setting of its registry tuning_grid (dhe_tf.training.methods), then"
                   " the best one with class-balanced batches, by validation "
                   "mAP at --tune_bits on --tune_protocol, seed 0; write the "
                   "best to the flagfiles.")
@@ -73,7 +73,7 @@ flags.DEFINE_bool("report_only", False, "Run nothing: write the tables and "
                   "sitting).")
 flags.DEFINE_bool("rescore_validation", False, "Run nothing: score the "
                   "validation split of every finished run in --out_dir again"
-                  " by this version's definition (dhe_tf.validation; the "
+                  " by this version's definition (dhe_tf.evaluation.validation; the "
                   "queries stay unscored), then write the tables; with "
                   "--tune, choose the settings again and rewrite the "
                   "flagfiles.")
@@ -389,7 +389,7 @@ def benchmark(out_dir, runs):
 
 def _rescore(directory):
   """The validation mAP of a finished run, scored again (without the
-  queries) by this version's dhe_tf.validation."""
+  queries) by this version's dhe_tf.evaluation.validation."""
   keras.backend.clear_session()
   return evaluator.evaluate_run_dir(directory, test=False)["validation_mAP"]
 

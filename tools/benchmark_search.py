@@ -21,7 +21,7 @@ Codes:
   --flip, until --num_codes; the queries are the codes of --queries of
   those images (so each has an exact duplicate in the index).
 
-"numpy" is dhe_tf.metrics.retrieve: XOR + np.bitwise_count over packed
+"numpy" is dhe_tf.evaluation.metrics.retrieve: XOR + np.bitwise_count over packed
 words, chunked over queries in threads, with a partial sort (tie-stable).
 Milvus is embedded Milvus Lite (a local file), whose inserts are slow:
 --max_codes=milvus=100000 caps the number of codes it indexes (the row says
@@ -41,9 +41,9 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import numpy as np
 
-from dhe_tf import codes as codes_lib
+from dhe_tf.core import codes as codes_lib
 from dhe_tf import index as index_lib
-from dhe_tf import metrics
+from dhe_tf.evaluation import metrics
 
 _NUMPY = "numpy"  # The reference scan, not an index backend.
 _AVAILABLE = (*index_lib.BACKENDS, _NUMPY)
@@ -77,7 +77,7 @@ def random_codes(rng, num_codes, num_queries, bits):
 
 def trained_codes(rng, model_dir, data_dir, num_codes, num_queries, flip):
   """Codes of real images under a run's model, grown by noisy copies."""
-  from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.model import network as model_lib  # pylint: disable=g-import-not-at-top
   from dhe_tf.data import idx_files  # pylint: disable=g-import-not-at-top
   images, _ = idx_files.load_idx_directory(data_dir)
   model = model_lib.load_model(os.path.join(model_dir, "model.keras"))

@@ -61,11 +61,11 @@ FLAGS = flags.FLAGS
 def build(model_dir, data_dir, work_dir, num_queries, seed):
   """Index of every image; returns (index path, query ids, PNG paths)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from dhe_tf import codes as codes_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.core import codes as codes_lib  # pylint: disable=g-import-not-at-top
   from dhe_tf import index as index_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import inference  # pylint: disable=g-import-not-at-top
-  from dhe_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  from dhe_tf import run_dir  # pylint: disable=g-import-not-at-top
+  from dhe_tf.model import inference  # pylint: disable=g-import-not-at-top
+  from dhe_tf.model import network as model_lib  # pylint: disable=g-import-not-at-top
+  from dhe_tf.runs import run_dir  # pylint: disable=g-import-not-at-top
   from dhe_tf.data import datasets  # pylint: disable=g-import-not-at-top
   from dhe_tf.data import idx_files  # pylint: disable=g-import-not-at-top
   if data_dir and idx_files.has_idx_files(data_dir):

@@ -11,7 +11,7 @@ Variants, each timed XLA off and on, in one process:
   no dhe_tf code: `from_tensor_slices → shuffle → batch → prefetch`, Adam,
   softmax cross-entropy on a classifier over a Dense(K, sigmoid) layer.
   The reference (only for the backbones built from scratch: cnn, small_cnn).
-- `dlbhc`, `dhe`, ... (any --method): `dhe_tf.trainer.train` itself, the
+- `dlbhc`, `dhe`, ... (any --method): `dhe_tf.training.trainer.train` itself, the
   step `python -m dhe_tf.train` runs: its input pipeline, model, objective,
   optimizer (FineTuningAdam) and callbacks.
 
@@ -40,11 +40,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dhe_tf import config as config_lib
-from dhe_tf import errors
-from dhe_tf import hardware
-from dhe_tf import run_dir
-from dhe_tf import trainer
+from dhe_tf.runs import config as config_lib
+from dhe_tf.core import errors
+from dhe_tf.training import hardware
+from dhe_tf.runs import run_dir
+from dhe_tf.training import trainer
 
 _BACKBONE = flags.DEFINE_string("backbone", "cnn", "Backbone of every variant.")
 _IMAGE_SIZE = flags.DEFINE_integer(
@@ -141,7 +141,7 @@ def time_plain(images, labels, *, xla, seed):
 
 
 def time_dhe_tf(config, *, xla):
-  """(steps, seconds) of dhe_tf.trainer.train's training steps."""
+  """(steps, seconds) of dhe_tf.training.trainer.train's training steps."""
   config = config_lib.TrainConfig(**{
       **config_lib.to_json(config), "jit_compile": str(xla).lower()})
   timer = StepTimer()

@@ -19,13 +19,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dhe_tf import codes as codes_lib
-from dhe_tf import diagnostics
-from dhe_tf import errors
-from dhe_tf import evaluator
-from dhe_tf import inference
-from dhe_tf import run_dir
-from dhe_tf.errors import ConfigError
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.evaluation import diagnostics
+from dhe_tf.core import errors
+from dhe_tf.evaluation import evaluator
+from dhe_tf.model import inference
+from dhe_tf.runs import run_dir
+from dhe_tf.core.errors import ConfigError
 
 
 def class_codes(u, class_ids):

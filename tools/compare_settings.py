@@ -5,7 +5,7 @@ The research tool behind the DHE loss (README, "The DHE loss"): each
 variant runs at every --bits and --seed (the same seed gives every variant
 the same initialisation and batch order), and the table shows validation
 mAP (mean ± sd over seeds), each variant minus the first one paired by seed,
-and the diagnostics that say why (dhe_tf.diagnostics): the distance between
+and the diagnostics that say why (dhe_tf.evaluation.diagnostics): the distance between
 the classes' majority codes, the spread within a class, distinct codes,
 saturated activations. The test queries are scored only with --test (for a
 final table such as the ablation), never to choose. "{seed}" in a
@@ -33,11 +33,11 @@ from absl import app
 from absl import flags
 import keras
 
-from dhe_tf import config as config_lib
-from dhe_tf import errors
-from dhe_tf import evaluator
-from dhe_tf import trainer
-from dhe_tf.errors import ConfigError
+from dhe_tf.runs import config as config_lib
+from dhe_tf.core import errors
+from dhe_tf.evaluation import evaluator
+from dhe_tf.training import trainer
+from dhe_tf.core.errors import ConfigError
 import results_table
 
 
@@ -63,7 +63,7 @@ def define_flags():
                     "what --out_dir holds.")
   flags.DEFINE_bool("rescore_validation", False, "Run nothing: score the "
                     "validation split of every run in --out_dir again by "
-                    "this version's definition (dhe_tf.validation), then "
+                    "this version's definition (dhe_tf.evaluation.validation), then "
                     "write the table.")
   flags.DEFINE_string("out_dir", None, "Output directory (results.csv, "
                       "results.md, runs/).")
@@ -184,7 +184,7 @@ def compare(out_dir, variants, common="", bits=("12",), seeds=("0", "1", "2"),
   Raises ConfigError, before any run, for a variant whose flags do not
   parse or a label run before with other flags. With rescore_validation
   nothing runs: the runs' validation splits are scored again
-  (dhe_tf.validation) and their rows updated."""
+  (dhe_tf.evaluation.validation) and their rows updated."""
   variants = [parse_variant(v) for v in variants]
   if not variants:
     raise ConfigError("Give at least one --variant.")

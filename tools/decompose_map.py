@@ -23,13 +23,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dhe_tf import codes as codes_lib
-from dhe_tf import errors
-from dhe_tf import evaluator
-from dhe_tf import inference
-from dhe_tf import metrics
-from dhe_tf import run_dir
-from dhe_tf.errors import ConfigError
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.core import errors
+from dhe_tf.evaluation import evaluator
+from dhe_tf.model import inference
+from dhe_tf.evaluation import metrics
+from dhe_tf.runs import run_dir
+from dhe_tf.core.errors import ConfigError
 
 
 def outputs(model, dataset, batch_size):
@@ -42,7 +42,7 @@ def outputs(model, dataset, batch_size):
 
 def average_precision_by_score(scores, relevant):
   """AP of ranking items by ascending score, ties by index (the
-  dhe_tf.metrics convention), over the whole list."""
+  dhe_tf.evaluation.metrics convention), over the whole list."""
   order = np.argsort(scores, kind="stable")
   hits = relevant[order]
   if not hits.any():

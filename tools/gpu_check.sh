@@ -5,7 +5,7 @@
 #   tools/gpu_check.sh --quick    # ~1 min: the CPU path (what CI runs)
 #
 # Prints the machine, then tools/benchmark_training.py's table: images/s of
-# the real training step (dhe_tf.trainer.train: DLBHC and DHE) for ResNet50
+# the real training step (dhe_tf.training.trainer.train: DLBHC and DHE) for ResNet50
 # at 224 px on the embedded Fashion-MNIST images, batch 64, float32 and mixed
 # precision (mixed_float16 on tensor-core GPUs), each without and with XLA.
 # Without a GPU (or with --quick) it runs small_cnn on the tiny protocol

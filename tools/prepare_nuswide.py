@@ -31,7 +31,7 @@ from absl import flags
 
 from dhe_tf.data import nuswide
 from dhe_tf.data import protocols
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _NUSWIDE_DIR = flags.DEFINE_string(
     "nuswide_dir", None, "The unpacked NUS-WIDE release (ImageList/, "

@@ -1,1 +1,12 @@
-"""Datasets: sources, hashing splits and tf.data pipelines."""
+"""Datasets: sources, hashing splits and tf.data pipelines.
+
+    datasets     the registry DATASETS and the loaders (HashingDataset)
+    protocols    split rules (1k5k, unseen, ...) and their mAP@k
+    splits       drawing and checking query / train / database indices
+    images       image files: decoding, crops, checks
+    image_list   list files (`path l0 … l{C-1}`): read, write, check
+    nuswide      NUS-WIDE lists from the official release
+    idx_files    MNIST-style IDX files
+    tfds_source  tensorflow-datasets sources (CIFAR-10, MNIST, ...)
+    pipeline     tf.data batches for training and encoding
+"""

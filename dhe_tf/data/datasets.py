@@ -29,7 +29,7 @@ from dhe_tf.data import images as images_lib
 from dhe_tf.data import protocols
 from dhe_tf.data import tfds_source
 from dhe_tf.data.protocols import PROTOCOLS
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "fashion_mnist_1k.npz")
 

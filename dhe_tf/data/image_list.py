@@ -35,7 +35,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 # The files of an image-list dataset's directory (data_dir): DeepHash-pytorch's
 # three lists, plus what tools/prepare_nuswide.py adds.

@@ -29,7 +29,7 @@ from dhe_tf.data import datasets
 from dhe_tf.data import image_list
 from dhe_tf.data import protocols
 from dhe_tf.data import splits
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _IMAGE_LISTS = ("ImageList/Imagelist.txt", "ImageList/ImageList.txt",
                 "Imagelist.txt")

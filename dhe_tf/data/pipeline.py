@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 _SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at 224 px, 10,000 of them would

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from dhe_tf.data import splits
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

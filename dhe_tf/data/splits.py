@@ -8,7 +8,7 @@ fixed seed and its exact indices are written into every run directory.
 
 import numpy as np
 
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 
 def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,

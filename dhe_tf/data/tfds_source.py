@@ -1,7 +1,7 @@
 """Loads a tensorflow-datasets image classification set into memory.
 
 Offline, a tfds download retries for minutes before it gives up; before
-downloading we check that the download host is reachable (dhe_tf.downloads)
+downloading we check that the download host is reachable (dhe_tf.core.downloads)
 and fail with one line naming what to pass instead.
 """
 
@@ -9,8 +9,8 @@ import logging
 
 import numpy as np
 
-from dhe_tf import downloads
-from dhe_tf.errors import DataUnavailableError
+from dhe_tf.core import downloads
+from dhe_tf.core.errors import DataUnavailableError
 
 # Where tfds downloads each dataset from (the host of its download URL).
 DOWNLOAD_HOSTS = {

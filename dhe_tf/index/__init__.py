@@ -17,10 +17,10 @@ path and renamed into place, so a failed build never leaves a partial index
 
 Ids are row numbers 0..N-1, in the order the codes were given. Results are
 ordered by (Hamming distance, id): ties are broken by id, as the evaluation
-breaks them by database index (dhe_tf.metrics). Which codes tied at the k-th
+breaks them by database index (dhe_tf.evaluation.metrics). Which codes tied at the k-th
 distance a backend keeps is told in its module.
 
-Codes of any K bits are packed as dhe_tf.codes.pack packs them
+Codes of any K bits are packed as dhe_tf.core.codes.pack packs them
 (np.packbits): K bits become ceil(K / 8) bytes, the last padded with zero
 bits. Every backend needs whole bytes; the padding is the same for every
 code, query and database alike, so it never adds to a distance.
@@ -34,6 +34,13 @@ interface of dhe_tf.index.backend.Backend (its settings become the flags
   BIN_IVF_FLAT, at most 16,384 results per query (milvus_backend).
 Adding one is a module with a Backend subclass and a line in BACKENDS;
 tests/test_index_backends.py checks that it has every piece.
+
+    backend         the Backend interface, with shapes
+    faiss_backend   FAISS (default)
+    milvus_backend  Milvus Lite or a Milvus server
+    checksums       the size and SHA-256 of every index file
+    searcher        build an index from a run, image files or code shards,
+                    and query it (the search CLI and the service)
 """
 
 import dataclasses
@@ -43,9 +50,9 @@ import tempfile
 
 import numpy as np
 
-from dhe_tf import codes
-from dhe_tf import run_dir
-from dhe_tf.errors import ConfigError
+from dhe_tf.core import codes
+from dhe_tf.runs import run_dir
+from dhe_tf.core.errors import ConfigError
 from dhe_tf.index import checksums
 from dhe_tf.index.backend import Backend
 from dhe_tf.index.backend import Setting
@@ -124,10 +131,10 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
   Args:
     path: the index directory. An existing index there is replaced only
       once the new one is complete; any other existing path is refused.
-    packed: uint8 [N, ceil(K/8)], codes packed as dhe_tf.codes.pack.
+    packed: uint8 [N, ceil(K/8)], codes packed as dhe_tf.core.codes.pack.
     bits: K.
     fingerprint: identifies the model that made the codes (see
-      dhe_tf.inference.model_fingerprint); queries from another model are
+      dhe_tf.model.inference.model_fingerprint); queries from another model are
       refused.
     sources: str [N], where each code comes from (default: its id).
     labels: 0/1 [N, C], or None.

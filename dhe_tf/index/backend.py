@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from dhe_tf.errors import ConfigError
+from dhe_tf.core.errors import ConfigError
 
 # Setting types that the command line (dhe_tf.search) has flags for.
 SETTING_TYPES = (str, int, float, bool)
@@ -61,10 +61,10 @@ def sorted_hits(ids, distances):
 class Backend(abc.ABC):
   """Stores packed binary codes and finds the nearest in Hamming distance.
 
-  Codes are packed uint8 [N, B], B = ceil(K / 8), as dhe_tf.codes.pack packs
+  Codes are packed uint8 [N, B], B = ceil(K / 8), as dhe_tf.core.codes.pack packs
   them; queries are checked to be packed [Q, B] before they reach a backend.
   Ids are the row numbers 0..N-1 of the codes given to `write`. Every result
-  is ordered by (distance, id), ties broken by id as dhe_tf.metrics breaks
+  is ordered by (distance, id), ties broken by id as dhe_tf.evaluation.metrics breaks
   them (`sorted_hits` sorts a row so).
 
   Attributes:

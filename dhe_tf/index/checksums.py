@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 
-from dhe_tf.errors import DamagedIndexError
+from dhe_tf.core.errors import DamagedIndexError
 
 MANIFEST = "index.json"
 # What index.json must hold for an index to be opened.

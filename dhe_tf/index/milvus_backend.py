@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from dhe_tf.errors import ConfigError
-from dhe_tf.errors import DataUnavailableError
+from dhe_tf.core.errors import ConfigError
+from dhe_tf.core.errors import DataUnavailableError
 from dhe_tf.index.backend import Backend
 from dhe_tf.index.backend import Setting
 from dhe_tf.index.backend import sorted_hits

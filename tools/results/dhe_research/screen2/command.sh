@@ -2,7 +2,7 @@
 # The second screen of issue 13 (validation split of fashion_mnist 1k5k,
 # 12 bits, seeds 0 and 1; validation = held-out images retrieving each other):
 # does a classifier that reads Hamming distance to learned class codes
-# (--hamming_classifier=β, dhe_tf.heads.HammingClassifier), or one that reads
+# (--hamming_classifier=β, dhe_tf.model.heads.HammingClassifier), or one that reads
 # the binary codes (--classifier_reads=codes, straight through), help DHE,
 # and DLBHC? tools/compare_settings.py resumes; add --report_only for the
 # table.

@@ -1,0 +1,212 @@
+"""Search by image: a run's binary codes in an index, queried by Hamming distance.
+
+`build_index` encodes a dataset part of a run, or image files, with the
+run's model (as the exported SavedModel encodes them, dhe_tf.model.inference), or
+reads the code shards of dhe_tf.encode (dhe_tf.encoding.shards), and stores the
+codes in a dhe_tf.index backend; `query_index` finds the nearest
+codes to images or to given codes. `python -m dhe_tf.search` is their
+command line.
+"""
+
+import os
+
+import numpy as np
+
+from dhe_tf.encoding import shards as code_shards
+from dhe_tf.core import codes as codes_lib
+from dhe_tf.evaluation import evaluator
+from dhe_tf import index as index_lib
+from dhe_tf.model import inference
+from dhe_tf.runs import run_dir
+from dhe_tf.core.errors import ConfigError
+
+
+def _encode_part(run, part, batch_size):
+  """(codes [N, K], sources str [N], labels [N, C], class names) of a part."""
+  data = run_dir.load_data(run.config)
+  if part not in data.parts:
+    raise ConfigError(f"Unknown part {part!r}. "
+                      f"Available: {', '.join(sorted(data.parts))}")
+  path = os.path.join(run.path, "split.npz")
+  if os.path.isfile(path):
+    evaluator.check_split(data, path, parts=(part,))
+  codes, labels = inference.encode(run.model, data.parts[part],
+                                   batch_size=batch_size)
+  where = np.asarray(data.split[part])
+  sources = (where.astype(str) if where.dtype.kind in "US" else
+             np.char.add(f"{data.name}[", np.char.add(where.astype(str), "]")))
+  return codes, sources, labels, data.class_names
+
+
+def _from_codes(model_dir, codes_dir):
+  """(packed, bits, fingerprint, sources, labels, class names) of shards,
+  in id order, after checking that the run's model made them."""
+  manifest, _, sources, packed, labels = code_shards.read_codes(codes_dir)
+  if model_dir:
+    run = run_dir.load_run(model_dir)
+    if inference.model_fingerprint(run.model) != manifest["fingerprint"]:
+      raise ConfigError(
+          f"The codes at {codes_dir} were made by another model "
+          f"(fingerprint {manifest['fingerprint'][:12]}…) than the model of "
+          f"{model_dir}: encode them again with its export.")
+  if not len(packed):
+    raise ConfigError(f"The codes at {codes_dir} hold no code "
+                      f"({manifest['rejects']} rejects).")
+  return (packed, manifest["bits"], manifest["fingerprint"], sources,
+          labels if labels.shape[1] else None, manifest["class_names"]
+          if labels.shape[1] else ())
+
+
+def build_index(model_dir, index_path, *, images=(), part="database",
+                from_codes=None, backend="faiss", settings=None,
+                batch_size=256):
+  """Encodes a run's dataset part, or image files, into an index; or
+  indexes the code shards of dhe_tf.encode without encoding.
+
+  Args:
+    model_dir: a finished dhe_tf.train run; with `from_codes` it may be
+      None, else its model must be the one that made the codes.
+    index_path: the index directory to write (an index there is replaced).
+    images: image files or folders; empty for the dataset part `part`.
+    part: "database", "query" or "train".
+    from_codes: a codes directory of dhe_tf.encode, instead of encoding;
+      the index holds its codes in id order (dhe_tf.encoding.shards).
+    backend: one of dhe_tf.index.BACKENDS.
+    settings: backend settings (see dhe_tf.index.build).
+    batch_size: images per encoding batch.
+
+  Returns:
+    The index manifest.
+  """
+  index_lib.check_backend(backend)
+  if from_codes:
+    if images:
+      raise ConfigError("Give --from_codes or --images, not both.")
+    packed, bits, fingerprint, sources, labels, class_names = _from_codes(
+        model_dir, from_codes)
+    return index_lib.build(index_path, packed, bits=bits,
+                           fingerprint=fingerprint, sources=sources,
+                           labels=labels, class_names=class_names,
+                           backend=backend, settings=settings)
+  run = run_dir.load_run(model_dir)
+  if images:
+    paths = inference.image_paths(images)
+    codes = inference.encode_files(run.model, paths,
+                                   center_crop=run.center_crop,
+                                   batch_size=batch_size)
+    sources, labels, class_names = paths, None, ()
+  else:
+    codes, sources, labels, class_names = _encode_part(run, part, batch_size)
+  return index_lib.build(index_path, codes_lib.pack(codes),
+                         bits=int(codes.shape[1]),
+                         fingerprint=inference.model_fingerprint(run.model),
+                         sources=sources, labels=labels,
+                         class_names=class_names, backend=backend,
+                         settings=settings)
+
+
+def _query_codes(index, *, model_dir, images, codes, batch_size):
+  """(names, packed queries) from images (encoded by the run) or codes."""
+  if bool(images) == bool(codes):
+    raise ConfigError("Give the queries as --images or as --codes (one of "
+                      "them).")
+  if codes:
+    return list(codes), codes_lib.from_strings(codes, index.bits)
+  if not model_dir:
+    raise ConfigError("--images needs --model_dir: the run whose model "
+                      "built the index.")
+  run = run_dir.load_run(model_dir)
+  if run.bits != index.bits:
+    raise ConfigError(f"The model of {model_dir} makes {run.bits}-bit codes; "
+                      f"the index at {index.path} holds {index.bits}-bit "
+                      "codes.")
+  index.check_fingerprint(inference.model_fingerprint(run.model),
+                          f"the model of {model_dir}")
+  paths = inference.image_paths(images)
+  codes = inference.encode_files(run.model, paths, center_crop=run.center_crop,
+                                 batch_size=batch_size)
+  return paths, codes_lib.pack(codes)
+
+
+def _neighbor(index, rank, item, distance):
+  names = [name for name, on in zip(index.class_names, index.labels[item])
+           if on]
+  return {"rank": rank, "id": int(item), "distance": int(distance),
+          "source": index.source(item), "labels": names}
+
+
+def search_packed(index, queries, *, k=10, radius=None):
+  """The neighbors of packed queries in an open index, as query_index
+  gives them (dhe_tf.serve answers with the same function).
+
+  Args:
+    index: an open dhe_tf.index.Index.
+    queries: packed uint8 [Q, ceil(K/8)].
+    k: the number of nearest codes, ≥ 1 (when radius is None).
+    radius: when given, every code within this distance instead.
+
+  Returns:
+    One list per query of {"rank", "id", "distance", "source", "labels"},
+    ordered by (distance, id); places an approximate backend found no code
+    for (id -1) are left out.
+  """
+  if radius is None:
+    rows = zip(*index.search(queries, k))
+  else:
+    rows = index.radius_search(queries, radius)
+  return [[_neighbor(index, rank, item, distance)
+           for rank, (item, distance) in
+           enumerate(((i, d) for i, d in zip(ids, distances) if i >= 0), 1)]
+          for ids, distances in rows]
+
+
+def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
+                radius=None, batch_size=256):
+  """Searches the index for images or codes.
+
+  Args:
+    index_path: an index built by `build_index` or dhe_tf.index.build.
+    model_dir: the run that built the index; needed with `images`.
+    images: image files or folders to search for.
+    codes: codes as strings of K characters 0 or 1, instead of images.
+    k: the number of nearest codes (top-k search), ≥ 1.
+    radius: when given, every code within this distance instead.
+    batch_size: images per encoding batch.
+
+  Returns:
+    {"index", "bits", "k" or "radius", "results": [{"query": name,
+    "neighbors": [{"rank", "id", "distance", "source", "labels"}]}]}, the
+    neighbors ordered by (distance, id).
+  """
+  if radius is None:
+    index_lib.check_k(k)
+  else:
+    index_lib.check_radius(radius)
+  with index_lib.open_index(index_path) as index:
+    names, queries = _query_codes(index, model_dir=model_dir, images=images,
+                                  codes=codes, batch_size=batch_size)
+    results = [{"query": name, "neighbors": neighbors}
+               for name, neighbors in zip(
+                   names, search_packed(index, queries, k=k, radius=radius))]
+    mode = {"k": int(k)} if radius is None else {"radius": int(radius)}
+    return {"index": index_path, "bits": index.bits, **mode,
+            "results": results}
+
+
+def format_table(found):
+  """The results of query_index as a plain-text table, one row a neighbor."""
+  header = ("query", "rank", "id", "distance", "source", "labels")
+  rows = []
+  for result in found["results"]:
+    if not result["neighbors"]:
+      rows.append((result["query"], "-", "-", "-",
+                   f"(nothing within radius {found.get('radius')})", ""))
+    for hit in result["neighbors"]:
+      rows.append((result["query"], str(hit["rank"]), str(hit["id"]),
+                   str(hit["distance"]), hit["source"],
+                   ",".join(hit["labels"])))
+  widths = [max(len(row[i]) for row in [header, *rows])
+            for i in range(len(header))]
+  return "\n".join("  ".join(cell.ljust(width) for cell, width in
+                             zip(row, widths)).rstrip()
+                   for row in [header, *rows])

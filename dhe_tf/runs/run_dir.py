@@ -1,0 +1,243 @@
+"""The run directory: where a training run leaves everything it produced.
+
+    RUN/flags.json      the configuration the run used
+    RUN/split.npz       indices of the query / train / database images
+    RUN/logs/           TensorBoard event files
+    RUN/model.keras     the trained model
+    RUN/metrics.json    retrieval quality on the queries
+    RUN/backup/         the state after the last completed epoch, while the
+                        run is unfinished (a rerun resumes from it)
+
+Every file is written to a temporary name and renamed into place, so a crash
+never leaves a truncated file under the final name. `load_run` is the one
+place that reads a finished run back: evaluation, export and search go
+through it, never through the trainer.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from dhe_tf.runs import config as config_lib
+from dhe_tf.model import network as model_lib
+from dhe_tf.data import datasets
+from dhe_tf.data import pipeline
+from dhe_tf.core.errors import ConfigError
+
+
+def default_path(dataset, bits, root="runs"):
+  """A fresh directory name: runs/<dataset>_<bits>bits_<timestamp>."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+  return os.path.join(root, f"{dataset}_{bits}bits_{stamp}")
+
+
+def create(path):
+  """Creates `path` (and parents) and checks it is writable.
+
+  Returns:
+    The directories this call created, outermost first; `remove_created`
+    deletes them again when a run fails before it produced anything.
+
+  Raises:
+    ConfigError: the directory cannot be created or written to.
+  """
+  created = []
+  parent = os.path.abspath(path)
+  while not os.path.exists(parent):
+    created.insert(0, parent)
+    parent = os.path.dirname(parent)
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    remove_created(created)
+    raise ConfigError(f"Cannot write to model_dir={path}: {e.strerror}") from e
+  if not os.path.isdir(path):
+    raise ConfigError(f"model_dir is not a directory. Received: {path}")
+  return created
+
+
+def check_resumable(path, flags):
+  """Whether `path` holds an unfinished run of the same flags to continue.
+
+  Args:
+    path: the run directory.
+    flags: the dict the run writes to flags.json.
+
+  Returns:
+    False for a new run (no flags.json), True for an unfinished run with
+    the same flags.
+
+  Raises:
+    ConfigError: `path` holds a finished run (model.keras) or a run of other
+      flags; the message names the differing flags.
+  """
+  flags_path = os.path.join(path, "flags.json")
+  if not os.path.exists(flags_path):
+    return False
+  if os.path.exists(os.path.join(path, "model.keras")):
+    raise ConfigError(f"model_dir holds a finished run (model.keras); "
+                      f"evaluate it with dhe_tf.evaluate or pass a new "
+                      f"--model_dir. Received: model_dir={path}")
+  before = read_json(flags_path)
+  now = json.loads(json.dumps(flags))
+  changed = sorted(name for name in set(before) | set(now)
+                   if before.get(name) != now.get(name))
+  if changed:
+    differences = ", ".join(f"{name}={before.get(name)!r} there, "
+                            f"{now.get(name)!r} now" for name in changed)
+    raise ConfigError(f"model_dir holds an unfinished run with other flags "
+                      f"({differences}); rerun with its flags to resume it, "
+                      f"or pass a new --model_dir. Received: model_dir={path}")
+  return True
+
+
+def remove_created(created):
+  """Deletes what `create` made (outermost first), ignoring what is gone."""
+  if created:
+    shutil.rmtree(created[0], ignore_errors=True)
+
+
+def _replace_into(path, write):
+  directory, name = os.path.split(path)
+  stem, suffix = os.path.splitext(name)
+  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=directory)
+  os.close(fd)
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path, value):
+  """Writes `value` as indented JSON to `path`, atomically."""
+  def write(tmp):
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(value, f, indent=2, sort_keys=True)
+      f.write("\n")
+  _replace_into(path, write)
+
+
+def read_json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def update_metrics(model_dir, values):
+  """Writes `values` into RUN/metrics.json over what it holds (keys they do
+  not set, such as train_seconds, are kept); returns the merged dict."""
+  path = os.path.join(model_dir, "metrics.json")
+  merged = {**(read_json(path) if os.path.exists(path) else {}), **values}
+  write_json(path, merged)
+  return merged
+
+
+def write_split(path, split):
+  """Writes the split's index arrays ("query", "train", ...) to an .npz."""
+  _replace_into(path, lambda tmp: np.savez(tmp, **split))
+
+
+def save_model(path, model):
+  """Saves a Keras model to a `.keras` file, atomically."""
+  _replace_into(path, model.save)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A finished dhe_tf.train run, read back.
+
+  Attributes:
+    path: the run directory.
+    model: the Keras model of RUN/model.keras, loaded for inference (no
+      optimizer or losses).
+    config: the dhe_tf.runs.config.TrainConfig of RUN/flags.json.
+  """
+  path: str
+  model: keras.Model
+  config: config_lib.TrainConfig
+
+  @property
+  def center_crop(self):
+    """Whether the model's images are cut like image-file datasets' (the
+    central window of the shorter side; dhe_tf.model.inference.decode_image)."""
+    return datasets.DATASETS[self.config.dataset].image_files
+
+  @property
+  def bits(self):
+    """K, the code length of the model."""
+    return int(self.model.get_layer("hash").output.shape[-1])
+
+
+def check_finished(path):
+  """Raises ConfigError unless `path` holds flags.json and model.keras."""
+  for name in ("flags.json", "model.keras"):
+    file = os.path.join(path, name)
+    if not os.path.isfile(file):
+      raise ConfigError(f"{file} does not exist: --model_dir must be a "
+                        "finished dhe_tf.train run.")
+
+
+def load_run(path):
+  """Reads the finished run in `path`.
+
+  Raises:
+    ConfigError: a file of the run is missing, or its flags.json is not one
+      this version reads.
+  """
+  check_finished(path)
+  config = config_lib.from_json(read_json(os.path.join(path, "flags.json")))
+  model = model_lib.load_model(os.path.join(path, "model.keras"),
+                               compile=False)
+  return Run(path=path, model=model, config=config)
+
+
+def load_data(config):
+  """The dhe_tf.data HashingDataset a run of `config` trains and is
+  evaluated on."""
+  return datasets.load_dataset(config.dataset, protocol=config.protocol,
+                               split_seed=config.split_seed,
+                               data_dir=config.data_dir,
+                               image_root=config.image_root,
+                               image_size=config.image_size,
+                               on_bad_image=config.on_bad_image,
+                               cache=config.data_cache, seed=config.seed,
+                               seen_classes=config.seen_classes)
+
+
+def split_training_part(config, data):
+  """(fit part, validation part or None, split with "validation"): the
+  images a run of `config` fits on, and those it holds out to choose
+  settings (dhe_tf.training.callbacks.ValidationMAP), from data's training part;
+  with --validation_by=classes the split also records the held-out
+  "validation_classes"."""
+  split = dict(data.split)
+  if config.validation_fraction == 0:
+    return data.parts["train"], None, split
+  size = len(data.split["train"])
+  class_ids = None
+  if config.validation_by == "classes":
+    class_ids = pipeline.single_label_ids(
+        pipeline.labels_of(data.parts["train"]), "--validation_by=classes")
+  held, classes = pipeline.draw_validation(
+      size, config.validation_fraction, config.split_seed, class_ids)
+  if len(held) < 2:
+    raise ConfigError(
+        f"--validation_fraction={config.validation_fraction} holds out "
+        f"{len(held)} of the {size} training images; the validation images "
+        "retrieve each other, so it takes at least 2 (or 0 to hold out "
+        "none).")
+  fit_part, validation = pipeline.hold_out(data.parts["train"], size, held)
+  split["validation"] = data.split["train"][held]
+  if classes is not None:
+    split["validation_classes"] = classes
+  return fit_part, validation, split
