@@ -1,6 +1,6 @@
 """The package's shape: imports follow the data's path, modules stay small.
 
-README, "The code": each module imports only from its own layer or the layers
+docs/code.md: each module imports only from its own layer or the layers
 above it in LAYERS; evaluation, export and search never reach training code.
 """
 

@@ -88,6 +88,29 @@ def test_impossible_p_is_refused(kwargs, message):
     _balanced(**kwargs)
 
 
+@pytest.mark.parametrize("batch_size,num_classes,p", [
+    (128, 10, 8), (128, 7, 4), (12, 5, 4), (12, 12, 6), (30, 10, 10),
+    (4, 10, 2)])
+def test_default_p_is_the_most_classes_in_equal_shares(batch_size,
+                                                       num_classes, p):
+  assert pipeline.default_classes_per_batch(batch_size, num_classes) == p
+  assert batch_size % p == 0 and batch_size // p >= 2
+
+
+@pytest.mark.parametrize("batch_size,num_classes", [(128, 1), (9, 2), (2, 5)])
+def test_no_default_p_is_refused_with_what_to_set(batch_size, num_classes):
+  with pytest.raises(ConfigError, match="set --classes_per_batch"):
+    pipeline.default_classes_per_batch(batch_size, num_classes)
+
+
+def test_balanced_without_p_fills_batches_from_the_classes_present():
+  batches, class_ids = _balanced(classes_per_batch=0)  # 5 classes present.
+  for images, classes in _epochs(batches, epochs=1)[0]:
+    np.testing.assert_array_equal(class_ids[images], classes)
+    _, count = np.unique(classes, return_counts=True)
+    assert list(count) == [3, 3, 3, 3]  # P = 4 of batch 12.
+
+
 def test_config_checks_sampler_and_p():
   validate = lambda **kw: config_lib.validate(config_lib.TrainConfig(**kw))
   assert validate(sampler="balanced", classes_per_batch=4,
@@ -98,10 +121,12 @@ def test_config_checks_sampler_and_p():
   with pytest.raises(ConfigError, match="classes_per_batch applies to "
                      "--sampler=balanced only"):
     validate(classes_per_batch=4)
+  # --sampler=balanced alone: P is chosen from the classes (8 of 10 here).
+  assert validate(sampler="balanced").classes_per_batch == 0
   with pytest.raises(ConfigError, match="needs 2 ≤ classes_per_batch ≤ the "
                      "10 classes of the training images. Received: "
-                     "batch_size=128, classes_per_batch=0"):
-    validate(sampler="balanced")
+                     "batch_size=128, classes_per_batch=11"):
+    validate(sampler="balanced", classes_per_batch=11)
   with pytest.raises(ConfigError, match="divisible"):
     validate(sampler="balanced", classes_per_batch=3, batch_size=128)
   with pytest.raises(ConfigError, match="≤ the 7 classes"):  # Seen ones.

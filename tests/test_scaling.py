@@ -1,5 +1,5 @@
 """XLA, mixed precision, fine-tuning optimizer and schedules, run-dir resume
-rules: everything of README "Scaling up" that runs in this process on a CPU."""
+rules: everything of docs/scaling.md that runs in this process on a CPU."""
 
 import os
 import re

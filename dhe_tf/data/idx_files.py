@@ -3,7 +3,7 @@
 An IDX file is a big-endian header (two zero bytes, a type code, the number of
 dimensions, then one uint32 per dimension) followed by the raw array. Files may
 be gzip-compressed (`*.gz`), as Debian's `dataset-fashion-mnist` package ships
-them (README, "Datasets").
+them (docs/data.md).
 """
 
 import gzip

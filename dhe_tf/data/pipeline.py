@@ -71,6 +71,8 @@ def check_sampler(sampler, classes_per_batch, *, batch_size, num_classes):
     if classes_per_batch:
       raise ConfigError("classes_per_batch applies to --sampler=balanced "
                         f"only. {received}")
+  elif classes_per_batch == 0:  # Chosen from the data: default_classes_per_batch.
+    default_classes_per_batch(batch_size, num_classes)
   elif not 2 <= classes_per_batch <= num_classes:
     raise ConfigError(f"--sampler=balanced needs 2 ≤ classes_per_batch ≤ "
                       f"the {num_classes} classes of the training images. "
@@ -78,6 +80,25 @@ def check_sampler(sampler, classes_per_batch, *, batch_size, num_classes):
   elif batch_size % classes_per_batch:
     raise ConfigError(f"batch_size must be divisible by classes_per_batch. "
                       f"{received}")
+
+
+def default_classes_per_batch(batch_size, num_classes):
+  """P for --sampler=balanced when none is given: the most classes a batch
+  can hold in equal shares of at least 2 images, i.e. the largest divisor
+  of batch_size that is at most num_classes and batch_size / 2 (8 for a
+  batch of 128 over 10 classes, 4 over the 7 seen classes of `unseen`).
+
+  Raises:
+    ConfigError: when no P ≥ 2 exists (fewer than 2 classes, or an odd
+      batch_size that no number of classes up to num_classes divides).
+  """
+  for p in range(min(num_classes, batch_size // 2), 1, -1):
+    if batch_size % p == 0:
+      return p
+  raise ConfigError(f"--sampler=balanced needs a batch of at least 2 classes "
+                    f"in equal shares of at least 2 images; none exists for "
+                    f"batch_size={batch_size} and {num_classes} classes: set "
+                    "--classes_per_batch and a batch_size it divides.")
 
 
 def labels_of(dataset):
@@ -108,7 +129,8 @@ def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
   Args:
     dataset: unbatched (image, one-hot label float32 [C]) of known size.
     batch_size: images per batch.
-    classes_per_batch: P, dividing batch_size.
+    classes_per_batch: P, dividing batch_size; 0 for
+      default_classes_per_batch of the classes present.
     seed: seed of the draws.
 
   Returns:
@@ -122,6 +144,8 @@ def balanced(dataset, *, batch_size, classes_per_batch, seed=None):
   present = np.unique(class_ids)
   check_sampler("balanced", classes_per_batch, batch_size=batch_size,
                 num_classes=len(present))
+  classes_per_batch = classes_per_batch or default_classes_per_batch(
+      batch_size, len(present))
   counts = np.array([np.sum(class_ids == c) for c in present])
   # Row i: the positions of the images of class present[i], padded.
   members = np.zeros((len(present), counts.max()), np.int64)
@@ -170,7 +194,8 @@ def batches(dataset, *, batch_size, training, seed=None, augment="none",
     sampler: of training batches: "shuffle" (a seeded shuffle of the
       images every epoch) or "balanced" (classes_per_batch classes per
       batch; see balanced).
-    classes_per_batch: P of sampler="balanced".
+    classes_per_batch: P of sampler="balanced" (0: chosen from the
+      classes present, default_classes_per_batch).
 
   Returns:
     tf.data.Dataset of (images float32 [B, H, W, C] in 0..255, labels

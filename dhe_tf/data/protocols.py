@@ -1,7 +1,7 @@
 """Hashing protocols: how queries, training images and database are drawn.
 
 A protocol names a split rule and the k of mAP@k that papers report with it
-(README, "Datasets"). Single-label datasets draw their split here, from the
+(docs/data.md, "Protocols"). Single-label datasets draw their split here, from the
 class ids (`single_label_split`); NUS-WIDE's protocols are drawn once by
 tools/prepare_nuswide.py into list files, which the loader then reads.
 """

@@ -125,7 +125,7 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   sigmoids that saturate early stop learning with several classes merged
   into one code. A margin above 0.5 and a pull weaker than the push avoid
   that (measured on a validation split of the embedded Fashion-MNIST data;
-  README, "Methods").
+  docs/training.md, "Methods").
 
   Args:
     margin: m, the fraction of bits that dissimilar pairs should differ in.
@@ -160,7 +160,8 @@ class HammingEmbeddingLoss(keras.losses.Loss):
   >>> float(loss(labels, codes))  # similar pairs equal, dissimilar 2 of 2 bits apart
   0.0
 
-  Reference: the Deep Hamming Embedding hashing paper (see ../shared/seed);
+  Reference: "Deep Hamming Embedding Based Hashing for Image Retrieval",
+  Pattern Recognition and Artificial Intelligence (模式识别与人工智能);
   it extends DLBHC (Lin et al., "Deep learning of binary hash codes for fast
   image retrieval", CVPRW 2015) with a loss defined in Hamming space.
   """

@@ -26,7 +26,6 @@ from dhe_tf.core.errors import DataUnavailableError
 
 BACKBONES = ("small_cnn", "cnn", "vgg16", "resnet50")
 # What sits between the features and the outputs (build_model).
-HEADS = ("sigmoid", "batchnorm_sigmoid", "class_codes")
 # Backbones trained from scratch on images of their native size.
 _FROM_SCRATCH = ("small_cnn", "cnn")
 
@@ -218,6 +217,66 @@ def check_head(head, hamming_classifier=None, classifier_reads="activations"):
                       "apply to it.")
 
 
+def _classifier(codes, num_classes, hamming_classifier, classifier_reads):
+  # logits [B, C] of the classifier on the hash layer (the paper's dense one,
+  # or heads.HammingClassifier), reading u or, straight through, b = [u ≥ ½].
+  read = codes
+  if classifier_reads == "codes":
+    read = heads.StraightThrough(name="binary_codes", dtype="float32")(codes)
+  if hamming_classifier:
+    return heads.HammingClassifier(num_classes, hamming_classifier,
+                                   name="logits", dtype="float32")(read)
+  return keras.layers.Dense(num_classes, name="logits", dtype="float32")(read)
+
+
+def _sigmoid_head(x, *, bits, num_classes, hamming_classifier,
+                  classifier_reads, multi_label):
+  del multi_label  # The classifier's loss says it (objective).
+  codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
+                             dtype="float32")(x)
+  return codes, _classifier(codes, num_classes, hamming_classifier,
+                            classifier_reads)
+
+
+def _batchnorm_sigmoid_head(x, *, bits, num_classes, hamming_classifier,
+                            classifier_reads, multi_label):
+  del multi_label
+  z = keras.layers.Dense(bits, use_bias=False, name="hash_dense",
+                         dtype="float32")(x)
+  z = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                      name="hash_batchnorm",
+                                      dtype="float32")(z)
+  codes = keras.layers.Activation("sigmoid", name="hash", dtype="float32")(z)
+  return codes, _classifier(codes, num_classes, hamming_classifier,
+                            classifier_reads)
+
+
+def _class_codes_head(x, *, bits, num_classes, hamming_classifier,
+                      classifier_reads, multi_label):
+  del hamming_classifier, classifier_reads  # check_head refuses them.
+  logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+  codes = heads.ClassCodewords(num_classes, bits, multi_label=multi_label,
+                               name="hash", dtype="float32")(logits)
+  return codes, logits
+
+
+# Features x → (hash, logits); see build_model's `head`.
+HEADS = {"sigmoid": _sigmoid_head,
+         "batchnorm_sigmoid": _batchnorm_sigmoid_head,
+         "class_codes": _class_codes_head}
+
+
+def _backbone_input(backbone, image_shape, image_size):
+  """(size the images are resized to or None, the backbone's input shape)."""
+  if backbone in _FROM_SCRATCH:
+    return None, tuple(image_shape)
+  side = image_size or DEFAULT_IMAGE_SIZE[backbone]
+  if backbone == "vgg16" and side != 224:
+    raise ConfigError("vgg16 keeps its fully-connected layers and needs "
+                      f"224 px images. Received: image_size={side}")
+  return (side, side), (side, side, 3)
+
+
 def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
                 fc_units=(), image_size=None, head="sigmoid",
                 hamming_classifier=None, classifier_reads="activations",
@@ -258,47 +317,16 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
   if bits < 1:
     raise ConfigError(f"bits must be at least 1. Received: bits={bits}")
   weights = resolve_weights(backbone, weights)
-  if backbone in _FROM_SCRATCH:
-    size = None
-    backbone_shape = tuple(image_shape)
-  else:
-    side = image_size or DEFAULT_IMAGE_SIZE[backbone]
-    if backbone == "vgg16" and side != 224:
-      raise ConfigError("vgg16 keeps its fully-connected layers and needs "
-                        f"224 px images. Received: image_size={side}")
-    size = (side, side)
-    backbone_shape = (side, side, 3)
+  size, backbone_shape = _backbone_input(backbone, image_shape, image_size)
   inputs = keras.Input(tuple(image_shape), name="image")
   x = ImagePreprocessing(backbone, size, name="preprocessing")(inputs)
   x = _BUILDERS[backbone](backbone_shape, weights)(x)
   for i, units in enumerate(fc_units):
     x = keras.layers.Dense(units, activation="relu", name=f"fc_{i}")(x)
-  if head == "class_codes":
-    logits = keras.layers.Dense(num_classes, name="logits",
-                                dtype="float32")(x)
-    codes = heads.ClassCodewords(num_classes, bits, multi_label=multi_label,
-                           name="hash", dtype="float32")(logits)
-  else:
-    if head == "batchnorm_sigmoid":
-      z = keras.layers.Dense(bits, use_bias=False, name="hash_dense",
-                             dtype="float32")(x)
-      z = keras.layers.BatchNormalization(
-          momentum=0.9, epsilon=1e-5, name="hash_batchnorm",
-          dtype="float32")(z)
-      codes = keras.layers.Activation("sigmoid", name="hash",
-                                      dtype="float32")(z)
-    else:
-      codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
-                                 dtype="float32")(x)
-    read = codes
-    if classifier_reads == "codes":
-      read = heads.StraightThrough(name="binary_codes", dtype="float32")(codes)
-    if hamming_classifier:
-      logits = heads.HammingClassifier(num_classes, hamming_classifier,
-                                       name="logits", dtype="float32")(read)
-    else:
-      logits = keras.layers.Dense(num_classes, name="logits",
-                                  dtype="float32")(read)
+  codes, logits = HEADS[head](
+      x, bits=bits, num_classes=num_classes,
+      hamming_classifier=hamming_classifier,
+      classifier_reads=classifier_reads, multi_label=multi_label)
   return keras.Model(inputs, {"hash": codes, "logits": logits},
                      name=f"dhe_{backbone}_{bits}bits")
 

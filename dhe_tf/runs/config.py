@@ -8,9 +8,8 @@ default and its help text. From that one table come
 - flagfiles in flags/ (`flagfile_lines` writes them; absl reads them, also
   for tools through `read_flagfile`),
 
-and `resolve` and `validate` check a config against the components it
-configures (datasets, backbones, methods, schedules, hardware) before a run
-writes anything.
+and `resolve` and `validate` check a config against what it configures
+(datasets, backbones, methods, schedules, hardware) before a run writes.
 
 Field types map to flags: int, float, str and bool to the absl flag of that
 type; `X | None` fields take None by default, and 0 (numbers, not weights)
@@ -42,8 +41,8 @@ class TrainConfig:
   # The codes and the data.
   bits: int = _field(32, "Code length K: units of the hash layer.")
   dataset: str = _field(
-      "embedded", f"Dataset: {', '.join(datasets.DATASETS)} (README, "
-      "'Datasets').")
+      "embedded", f"Dataset: {', '.join(datasets.DATASETS)} "
+      "(docs/data.md).")
   protocol: str = _field(
       "", "Query/train/database split protocol (1k5k: 100 queries and 500 "
       "training images per class, database = the rest; 10k50k for cifar10: "
@@ -71,8 +70,8 @@ class TrainConfig:
       "'memory' (training images, queries) or a directory (reused by runs).")
   # The model.
   backbone: str = _field(
-      "small_cnn", f"CNN: {', '.join(model_lib.BACKBONES)} (README, 'The "
-      "model').")
+      "small_cnn", f"CNN: {', '.join(model_lib.BACKBONES)} "
+      "(docs/training.md, 'The model').")
   weights: str | None = _field(
       "none", "Backbone weights: imagenet, none, or a weights file.")
   image_size: int | None = _field(
@@ -85,7 +84,7 @@ class TrainConfig:
       "", "The hash layer: sigmoid (σ(Dense(x))), batchnorm_sigmoid (batch "
       "normalisation before the sigmoid, OrthoHash's) or class_codes (the "
       "codeword of the predicted class); empty = the method's own "
-      "(README, 'Methods').")
+      "(docs/training.md, 'Methods').")
   hamming_classifier: float | None = _field(
       None, "β > 0: class scores b_c − β·d̂(u, σ(v_c)), the distance to a "
       "learned code per class (dhe_tf.model.heads); 0 = a dense layer (the paper's).")
@@ -125,7 +124,8 @@ class TrainConfig:
   sampler: str = _field(
       "shuffle", "Training batches: shuffle (a seeded shuffle every epoch) or"
       " balanced (--classes_per_batch classes × batch_size / P images each).")
-  classes_per_batch: int = _field(0, "P of --sampler=balanced (0 otherwise).")
+  classes_per_batch: int = _field(0, "P of --sampler=balanced; 0: the most "
+                                  "classes dividing --batch_size (8 of 10).")
   learning_rate: float = _field(1e-3, "Adam step size.")
   seed: int = _field(0, "Seed of weights and shuffling.")
   backbone_lr_multiplier: float = _field(
@@ -166,7 +166,7 @@ class TrainConfig:
       True, "Score the queries against the database after training. Tuning "
       "runs turn it off, so hyper-parameters are chosen on validation mAP "
       "alone and the queries stay unseen.")
-  # Hardware (README, 'Scaling up').
+  # Hardware (docs/scaling.md).
   jit_compile: str = _field("auto", "XLA: auto (on GPU only), true or false.")
   mixed_precision: str = _field(
       "none", "Mixed precision: none (float32), auto (mixed_float16 on GPUs "

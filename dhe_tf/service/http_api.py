@@ -25,6 +25,7 @@ import os
 
 import fastapi
 from fastapi import responses
+import pydantic
 from starlette import concurrency
 from starlette import exceptions as starlette_exceptions
 from starlette import requests as starlette_requests
@@ -115,13 +116,96 @@ def _json(body):
   return image, payload
 
 
-def create_app(service):
-  """The FastAPI application over a dhe_tf.service.Service."""
-  app = fastapi.FastAPI(
-      title="dhe_tf visual search",
-      description="Nearest images by Hamming distance of their binary codes.",
-      version="1")
-  body_limit = (service.max_upload_bytes * 4) // 3 + _OVERHEAD
+class Neighbor(pydantic.BaseModel):
+  """One result of a search."""
+  rank: int
+  id: int
+  distance: int
+  source: str
+  labels: list[str]
+
+
+class SearchResponse(pydantic.BaseModel):
+  """The answer of POST /v1/search, ordered by (distance, id)."""
+  bits: str = pydantic.Field(description="The query's code as 0/1 text.")
+  k: int | None = None
+  radius: int | None = None
+  results: list[Neighbor]
+  truncated: bool = pydantic.Field(
+      description="Whether a radius search found more than --max_k codes.")
+  took_ms: float
+
+
+class ErrorResponse(pydantic.BaseModel):
+  error: str
+
+
+_MODE_FIELDS = {
+    "k": {"type": "integer", "minimum": 1, "default": 10,
+          "description": "How many nearest codes (at most --max_k)."},
+    "radius": {"type": "integer", "minimum": 0,
+               "description": "Every code within this Hamming distance "
+                              "instead of the k nearest; not with k."}}
+# The body is read by hand (streamed up to a limit, then parsed), so its two
+# forms are declared here for the OpenAPI page rather than derived.
+SEARCH_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "format": "binary",
+                          "description": "A JPEG, PNG, GIF or BMP file."},
+                **_MODE_FIELDS}}},
+        "application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "description": "One of image_b64 and code.",
+            "properties": {
+                "image_b64": {"type": "string", "format": "byte",
+                              "description": "An image file, base64."},
+                "code": {"type": "string", "pattern": "^[01]+$",
+                         "description": "A code of K characters 0/1."},
+                **_MODE_FIELDS},
+            "oneOf": [{"required": ["image_b64"]}, {"required": ["code"]}]},
+            "examples": {
+                "code": {"value": {"code": "0110" * 8, "radius": 2}},
+                "image": {"value": {"image_b64": "iVBORw0KGgo...", "k": 5}}}},
+    }}
+_ERRORS = {status: {"model": ErrorResponse, "description": why}
+           for status, why in ((400, "Bad input"), (404, "Unknown id"),
+                               (413, "Body or image too large"),
+                               (415, "Not a supported content or image"))}
+
+
+async def _search_request(request, body_limit, k, radius):
+  """(image bytes or None, code or None, k, radius) of a search request.
+
+  Form or JSON fields k / radius take precedence over the query's.
+  """
+  body = await _read_body(request, body_limit)
+  if not body:
+    raise RequestError("The request body is empty: send an image (multipart "
+                       "field \"image\") or JSON {\"image_b64\"} or "
+                       "{\"code\"}.")
+  kind = request.headers.get("content-type", "").split(";")[0].strip()
+  code = None
+  if kind == "multipart/form-data":
+    image, fields = await _multipart(request, body)
+  elif kind in ("application/json", ""):
+    image, fields = _json(body)
+    code = fields.get("code")
+  else:
+    raise RequestError(f"Unsupported content type {kind!r}: send "
+                       "multipart/form-data or application/json.", 415)
+  if fields.get("k") is not None:
+    k = _integer("k", fields.get("k"))
+  if fields.get("radius") is not None:
+    radius = _integer("radius", fields.get("radius"))
+  return image, code, k, radius
+
+
+def _add_error_handlers(app):
+  """Every error as JSON {"error": message}: 4xx for bad input, 500 a bug."""
 
   @app.exception_handler(RequestError)
   async def request_error(_, e):
@@ -147,21 +231,14 @@ def create_app(service):
     return _error(500, f"Internal error ({type(e).__name__}); the service "
                   "log has its details.")
 
-  @app.get("/", include_in_schema=False)
-  def page():
-    return responses.FileResponse(os.path.join(STATIC_DIR, "index.html"))
 
-  @app.get("/healthz")
-  def healthz():
-    info = service.info()
-    return {"status": "ok", "count": info["count"]}
+def _add_search(app, service):
+  """POST /v1/search."""
+  body_limit = (service.max_upload_bytes * 4) // 3 + _OVERHEAD
 
-  @app.get("/v1/info")
-  def info():
-    """Bits, model fingerprint, backend and number of codes of the index."""
-    return service.info()
-
-  @app.post("/v1/search")
+  @app.post("/v1/search", response_model=None,
+            responses={200: {"model": SearchResponse}, **_ERRORS},
+            openapi_extra={"requestBody": SEARCH_BODY})
   async def search(request: fastapi.Request, k: int | None = None,
                    radius: int | None = None):
     """The nearest codes to an image or a code, by (distance, id).
@@ -170,28 +247,36 @@ def create_app(service):
     fields k, radius), or JSON {"image_b64": "...", "k": 10} or
     {"code": "0110...", "radius": 2}.
     """
-    body = await _read_body(request, body_limit)
-    if not body:
-      raise RequestError("The request body is empty: send an image (multipart "
-                         "field \"image\") or JSON {\"image_b64\"} or "
-                         "{\"code\"}.")
-    kind = request.headers.get("content-type", "").split(";")[0].strip()
-    code = None
-    if kind == "multipart/form-data":
-      image, fields = await _multipart(request, body)
-    elif kind in ("application/json", ""):
-      image, fields = _json(body)
-      code = fields.get("code")
-    else:
-      raise RequestError(f"Unsupported content type {kind!r}: send "
-                         "multipart/form-data or application/json.", 415)
-    k = _integer("k", fields.get("k")) if fields.get("k") is not None else k
-    radius = (_integer("radius", fields.get("radius"))
-              if fields.get("radius") is not None else radius)
+    image, code, k, radius = await _search_request(request, body_limit, k,
+                                                   radius)
     return await concurrency.run_in_threadpool(
         service.search, image=image, code=code, k=k, radius=radius)
 
-  @app.get("/v1/images/{id}", responses={200: {"content": {"image/png": {}}}})
+
+def create_app(service):
+  """The FastAPI application over a dhe_tf.service.engine.Service."""
+  app = fastapi.FastAPI(
+      title="dhe_tf visual search",
+      description="Nearest images by Hamming distance of their binary codes.",
+      version="1")
+  _add_error_handlers(app)
+  _add_search(app, service)
+
+  @app.get("/", include_in_schema=False)
+  def page():
+    return responses.FileResponse(os.path.join(STATIC_DIR, "index.html"))
+
+  @app.get("/healthz")
+  def healthz():
+    return {"status": "ok", "count": service.info()["count"]}
+
+  @app.get("/v1/info")
+  def info():
+    """Bits, model fingerprint, backend and number of codes of the index."""
+    return service.info()
+
+  @app.get("/v1/images/{id}",
+           responses={200: {"content": {"image/png": {}}}, 404: _ERRORS[404]})
   def image(item: int = fastapi.Path(alias="id")):
     """The thumbnail (PNG) of indexed code `id`, by id only."""
     return responses.Response(service.image(item), media_type="image/png",

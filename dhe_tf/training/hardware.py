@@ -39,8 +39,8 @@ def check(strategy, jit_compile, mixed_precision):
                         f"Available: {', '.join(choices)}")
   if strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
     raise ConfigError("strategy=multi_worker needs the TF_CONFIG environment "
-                      "variable (the cluster and this task; see README, "
-                      "'Scaling up').")
+                      "variable (the cluster and this task; see docs/scaling.md, "
+                      "'Several machines').")
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):

@@ -16,7 +16,7 @@ settings `tools/benchmark_methods.py --tune` tries. The
 loss's hyper-parameters are its constructor's keyword arguments, set for every
 method the same way (`--method_params=key=value,...`) and checked against the
 constructor; the run sets `num_classes` and `bits` itself. Adding a method is
-its loss class and one entry here (README, "Adding a method").
+its loss class and one entry here (docs/code.md, "Adding a method, a dataset or a search backend").
 """
 
 import dataclasses

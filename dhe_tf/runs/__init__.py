@@ -1,0 +1,8 @@
+"""A run: its settings, its directory, and a finished run read once.
+
+    config   TrainConfig, the one table of settings; flags, flags.json and
+             flagfiles derive from it
+    run_dir  a run's files (flags.json, split.npz, model.keras,
+             metrics.json); load_run reads a finished run once for every
+             reader (evaluation, export, search, service)
+"""
