@@ -62,10 +62,3 @@ def test_pack_tensor_unpack_and_strings_agree_with_numpy(bits):
 def test_codes_from_strings_name_the_bad_one(text, message):
   with pytest.raises(ConfigError, match=message):
     codes_lib.from_strings([text], 3)
-
-
-def test_check_packed_names_what_is_wrong():
-  with pytest.raises(ConfigError, match=r"queries must be packed 12-bit "
-                     r"codes, uint8 \[N, 2\]. Received: dtype uint8, shape "
-                     r"\(1, 3\)"):
-    codes_lib.check_packed(np.zeros((1, 3), np.uint8), 12, "queries")

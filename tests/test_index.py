@@ -99,8 +99,9 @@ def test_metadata_round_trips(tmp_path):
      "Code '0101' has 4 bits; 12-bit codes are expected."),
     (lambda index: codes.from_strings(["01x101010101"], 12),
      "A code must be a string of 0 and 1. Received: code='01x101010101'"),
-    (lambda index: index.check_fingerprint("0" * 64, "the model of RUN"),
-     "was built by another model"),
+    (lambda index: index.search(np.array([[0, 0x0F]], np.uint8), 1),
+     "queries must be packed 12-bit codes, the last 4 bits of each code "
+     "zero"),
 ])
 def test_bad_queries_are_named(tmp_path, call, message):
   path = str(tmp_path / "index")

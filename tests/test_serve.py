@@ -25,6 +25,8 @@ from dhe_tf.runs import run_dir
 from dhe_tf.index import searcher
 from dhe_tf.data import datasets
 
+http_api = pytest.importorskip("dhe_tf.service.http_api")  # The serve extra.
+
 
 def _png(pixels):
   return tf.io.encode_png(pixels).numpy()
@@ -64,9 +66,31 @@ def test_info_health_and_openapi(served):
   assert (info["bits"], info["count"], info["backend"]) == (12, 100, "faiss")
   assert info["fingerprint"] == manifest["fingerprint"]
   assert info["class_names"] == list(datasets.FASHION_MNIST_CLASSES)
-  paths = requests.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+  # Names, never where the files are: those go to the service's log.
+  assert (info["model"], info["index"]) == (
+      os.path.basename(served["model_dir"]), os.path.basename(served["index"]))
+  assert os.sep not in info["model"] + info["index"]
+  assert served["index"] not in str(info) and served["model_dir"] not in str(
+      info)
+  schema = requests.get(f"{url}/openapi.json", timeout=10).json()
+  paths = schema["paths"]
   assert {"/v1/search", "/v1/images/{id}", "/v1/info", "/v1/reload",
           "/healthz"} <= set(paths)
+  # The search body's two forms and the answer are on the /docs page.
+  search = paths["/v1/search"]["post"]
+  body = search["requestBody"]["content"]
+  assert body["multipart/form-data"]["schema"]["required"] == ["image"]
+  assert body["multipart/form-data"]["schema"]["properties"]["image"][
+      "format"] == "binary"
+  assert set(body["application/json"]["schema"]["properties"]) == {
+      "image_b64", "code", "k", "radius"}
+  answer = search["responses"]["200"]["content"]["application/json"]
+  assert answer["schema"]["$ref"].endswith("/SearchResponse")
+  assert set(schema["components"]["schemas"]["Neighbor"]["properties"]) == {
+      "rank", "id", "distance", "source", "labels"}
+  assert {"400", "413", "415"} <= set(search["responses"])
+  found = _post(url, json={"code": "0" * 12, "k": 3}).json()
+  http_api.SearchResponse.model_validate(found)  # The schema is the answer's.
   assert "<title>dhe_tf visual search</title>" in requests.get(
       url, timeout=10).text
 

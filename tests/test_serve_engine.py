@@ -110,6 +110,22 @@ def test_the_engine_answers_as_search_query_and_limits_requests(engine,
     service_lib.Service(index, model_dir=small_run[0], max_k=0)
 
 
+def test_info_names_the_files_and_the_log_says_where_they_are(
+    engine, small_run, caplog):
+  service, index, _ = engine
+  info = service.info()
+  assert (info["model"], info["index"]) == ("run", "index")
+  assert info["fingerprint"] == index_lib.read_manifest(index)["fingerprint"]
+  assert small_run[0] not in json.dumps(info) and index not in json.dumps(
+      info)
+  with caplog.at_level("INFO", logger="dhe_tf.service"):
+    service_lib.Service(index, model_dir=small_run[0]).close()
+  (started,) = [r.getMessage() for r in caplog.records
+                if r.name == "dhe_tf.service"]
+  assert started == (f"Serving the index {os.path.abspath(index)} (100 codes) "
+                     f"with the model {os.path.abspath(small_run[0])}")
+
+
 def test_another_models_index_is_refused(engine, other_small_run):
   _, index, _ = engine
   with pytest.raises(ConfigError, match="was built by another model"):
@@ -125,6 +141,7 @@ def test_an_exported_model_serves_the_same_answers(engine, small_run,
   exported = service_lib.Service(index, export_dir=version)
   try:
     assert exported.info()["fingerprint"] == service.info()["fingerprint"]
+    assert exported.info()["model"] == "dhe/1"  # exported/dhe/1
     for png in pngs:
       assert (exported.search(image=png, k=5)["results"] ==
               service.search(image=png, k=5)["results"])

@@ -17,6 +17,7 @@ exported SavedModel, the index and search:
 import numpy as np
 import tensorflow as tf
 
+from dhe_tf.core import checks
 from dhe_tf.core.errors import ConfigError
 
 THRESHOLD = 0.5
@@ -59,8 +60,9 @@ def pack(codes):
 
 
 def unpack(packed, bits):
-  """0/1 codes uint8 [N, K] from packed uint8 [N, ceil(K / 8)]."""
-  packed = check_packed(packed, bits)
+  """0/1 codes uint8 [N, K] from packed uint8 [N, ceil(K / 8)] (checked by
+  dhe_tf.core.checks.packed_codes)."""
+  packed = checks.packed_codes(packed, bits)
   return np.unpackbits(packed, axis=1, count=bits)
 
 
@@ -71,22 +73,6 @@ def pack_tensor(bits):
   groups = tf.reshape(padded, [-1, num_bytes(num_bits), 8])
   weights = tf.constant([128, 64, 32, 16, 8, 4, 2, 1], tf.int32)
   return tf.cast(tf.reduce_sum(groups * weights, axis=-1), tf.uint8)
-
-
-def check_packed(packed, bits, what="codes"):
-  """Returns `packed` as contiguous uint8 [N, ceil(K/8)].
-
-  Raises:
-    ConfigError: another dtype, rank or width; the message names `what`.
-  """
-  packed = np.asarray(packed)
-  if (packed.ndim != 2 or packed.dtype != np.uint8 or
-      packed.shape[1] != num_bytes(bits)):
-    raise ConfigError(
-        f"{what} must be packed {bits}-bit codes, uint8 [N, "
-        f"{num_bytes(bits)}]. Received: dtype {packed.dtype}, shape "
-        f"{packed.shape}")
-  return np.ascontiguousarray(packed)
 
 
 def from_strings(texts, bits):

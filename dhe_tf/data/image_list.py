@@ -29,12 +29,12 @@ import concurrent.futures
 import dataclasses
 import json
 import os
-import re
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from dhe_tf.core import checks
 from dhe_tf.core.errors import ConfigError
 
 # The files of an image-list dataset's directory (data_dir): DeepHash-pytorch's
@@ -203,18 +203,12 @@ def read_protocol(data_dir):
     return json.load(f).get("protocol")
 
 
-def _op_message(error):
-  """A TensorFlow op error's first line, without the op's name and device."""
-  message = error.message.splitlines()[0]
-  return re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", message)
-
-
 def _decode_problem(path):
   try:
     image = tf.io.decode_image(tf.io.read_file(path), channels=3,
                                expand_animations=False)
   except tf.errors.OpError as e:
-    return f"cannot decode image {path}: {_op_message(e)}"
+    return f"cannot decode image {path}: {checks.op_error_text(e)}"
   if 0 in image.shape:
     return f"image {path} is empty ({image.shape[0]}x{image.shape[1]})"
   return None
@@ -243,7 +237,7 @@ def image_problem(path):
       tf.image.extract_jpeg_shape(head)  # libjpeg reads the header only.
     except tf.errors.InvalidArgumentError as e:
       if whole:
-        return f"corrupt JPEG header ({_op_message(e)}): {path}"
+        return f"corrupt JPEG header ({checks.op_error_text(e)}): {path}"
       # The header may go on past the head (large metadata): decode it all.
     else:
       if ends:

@@ -17,13 +17,13 @@ everything else through Beam's.
 
 import os
 import posixpath
-import re
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from dhe_tf.core import checks
 from dhe_tf.encoding import shards as code_shards
 from dhe_tf.model import inference
 from dhe_tf.core.errors import ConfigError
@@ -35,8 +35,6 @@ CHUNK = 1000  # Images per work item.
 TFRECORD_STRIDE = 2 ** 32  # TFRecord ids: file rank × stride + record.
 REJECTS = "rejects"
 RAW = CompressionTypes.UNCOMPRESSED
-_NOT_THE_CAUSE = ("Graph execution error", "Detected at node",
-                  "<stack traces", " ", "\t")
 
 
 def input_format(spec, requested="auto"):
@@ -135,15 +133,6 @@ def _resolve(root, path):
   return join(root, path)
 
 
-def op_message(error):
-  """A TensorFlow op error's cause in one line, without function and op
-  names; for an error inside a SavedModel ("Graph execution error: Detected
-  at node ... <cause> [[node]]") the cause."""
-  lines = [line for line in error.message.splitlines() if line.strip() and
-           not line.startswith(_NOT_THE_CAUSE)] or [error.message]
-  return re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*$", "", lines[0]).strip()
-
-
 def reject(record_id, source, reason, counter):
   Metrics.counter(NAMESPACE, "images_rejected").inc()
   Metrics.counter(NAMESPACE, f"rejected_{counter}").inc()
@@ -194,7 +183,7 @@ class ReadImages(beam.DoFn):
     except tf.errors.OpError as e:
       yield (rank * TFRECORD_STRIDE + n + 1, f"{path}#{n + 1}", None,
              f"cannot read TFRecord {path} past record {n}: "
-             f"{op_message(e)}")
+             f"{checks.op_error_text(e)}")
 
   def process(self, item):
     if item[0] == "tfrecord":

@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from dhe_tf.core import checks
 from dhe_tf.encoding import shards as code_shards
 from dhe_tf.encoding import inputs
 from dhe_tf.saved_model import exporter
@@ -72,8 +73,8 @@ class EncodeImages(beam.DoFn):
           yield self._row(record, self._packed([record[3]])[0])
         except tf.errors.OpError as e:
           yield inputs.reject(record[0], record[1],
-                        f"cannot decode image: {inputs.op_message(e)}",
-                        "undecodable")
+                              f"cannot decode image: "
+                              f"{checks.op_error_text(e)}", "undecodable")
       return
     for record, code in zip(batch, packed):
       yield self._row(record, code)
@@ -204,9 +205,7 @@ def encode(export_dir, spec, output, *, input_format_name="auto",
   Returns:
     The manifest (dhe_tf.encoding.shards).
   """
-  if batch_size < 1:
-    raise ConfigError(f"batch_size must be positive. Received: "
-                      f"batch_size={batch_size}")
+  checks.positive_int("batch_size", batch_size)
   description = read_export(export_dir)
   check_output_free(output)
   kind = inputs.input_format(spec, input_format_name)

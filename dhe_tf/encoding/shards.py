@@ -38,6 +38,8 @@ import posixpath
 
 import numpy as np
 
+from dhe_tf.core import checks
+from dhe_tf.core import codes as codes_lib
 from dhe_tf.core.errors import ConfigError
 
 FORMAT = 1
@@ -114,14 +116,15 @@ def read_codes(codes_dir):
 
   Raises:
     ConfigError: no manifest, shards other than it lists, a shard whose
-      rows differ from its count, codes of another width, repeated ids.
+      rows differ from its count, codes of another width or with padding
+      bits set (dhe_tf.core.checks.packed_codes), repeated ids.
   """
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   manifest = read_manifest(codes_dir)
   _check_shards(codes_dir, manifest)
-  width = (manifest["bits"] + 7) // 8
+  width = codes_lib.num_bytes(manifest["bits"])
   tables = []
   for shard in manifest["shards"]:
     with tf.io.gfile.GFile(join(codes_dir, shard["file"]), "rb") as f:
@@ -146,7 +149,9 @@ def read_codes(codes_dir):
   if len(raw) != len(ids) * width:
     raise ConfigError(f"The codes at {codes_dir} are not all {width} bytes "
                       f"({manifest['bits']} bits).")
-  packed = np.frombuffer(raw, np.uint8).reshape(len(ids), width)[order]
+  packed = checks.packed_codes(
+      np.frombuffer(raw, np.uint8).reshape(len(ids), width)[order],
+      manifest["bits"], f"codes of {codes_dir}")
   num_classes = len(manifest["class_names"])
   labels = np.array([row for t in tables for row in t.column("labels")
                      .to_pylist()], np.uint8).reshape(len(ids), num_classes)

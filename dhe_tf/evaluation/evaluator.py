@@ -7,7 +7,6 @@ convention). `evaluate_run` is what `dhe_tf.train` calls at the end of
 training; `evaluate_run_dir` is `python -m dhe_tf.evaluate`.
 """
 
-import dataclasses
 import os
 
 import numpy as np
@@ -18,7 +17,6 @@ from dhe_tf.evaluation import metrics
 from dhe_tf.evaluation import plots
 from dhe_tf.runs import run_dir
 from dhe_tf.evaluation import validation
-from dhe_tf.core.errors import ConfigError
 
 PRECISION_AT = (100, 500, 1000)
 RADIUS = 2
@@ -82,30 +80,11 @@ def _retrieval_picture(data, query_codes, query_labels, database_codes,
                           relevant, distances, path, title=title)
 
 
-def check_split(data, path, parts=("query", "database"), split=None):
-  """Raises ConfigError unless `data`'s `parts` match those in RUN/split.npz.
-
-  A run is evaluated (or indexed) on the very images its split recorded;
-  a changed dataset or split would silently measure something else. `split`
-  replaces data.split (e.g. with the run's "validation" part).
-  """
-  split = data.split if split is None else split
-  with np.load(path) as recorded:
-    for part in parts:
-      if part in recorded and not np.array_equal(recorded[part],
-                                                 split[part]):
-        raise ConfigError(
-            f"The {part} images of {data.name} differ from those in {path}: "
-            "the data or its split changed since training.")
-
-
 def checked_data(run, parts=("query", "database")):
-  """The dataset of a finished run (run_dir.load_run), its `parts` checked
-  against RUN/split.npz (check_split): what tools that re-read a run's
-  queries and database encode."""
-  data = run_dir.load_data(run.config)
-  check_split(data, os.path.join(run.path, "split.npz"), parts=parts)
-  return data
+  """run.data(parts) (dhe_tf.runs.run_dir.Run.data): the dataset of a
+  finished run, its `parts` checked against RUN/split.npz; kept for the
+  tools that call it by this name."""
+  return run.data(parts)
 
 
 def scores_classifier(config, data):
@@ -182,7 +161,8 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256,
   `test` the queries (see evaluate_run).
 
   Args:
-    model_dir: a finished dhe_tf.train run.
+    model_dir: a finished dhe_tf.train run: its directory, or the
+      dhe_tf.runs.run_dir.Run read from it.
     data_dir: where the dataset is now, if not where training found it.
     topk: k of mAP@k; None for the run's setting.
     batch_size: images per encoding batch.
@@ -190,15 +170,9 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256,
       must never see them.
   """
   run = run_dir.load_run(model_dir)
-  config = run.config
-  if data_dir:
-    config = dataclasses.replace(config, data_dir=data_dir)
-  data = run_dir.load_data(config)
-  _, held_out, split = run_dir.split_training_part(config, data)
-  path = os.path.join(model_dir, "split.npz")
-  check_split(data, path, parts=("query", "database", "validation"),
-              split=split)
-  topk = topk or config.topk
+  data = run.data(("query", "database"), data_dir=data_dir)
+  held_out = run.held_out(data)
+  topk = topk or run.config.topk
   extra = {}
   if held_out is not None:
     value, codes_diagnostics = validation.score(
@@ -206,8 +180,9 @@ def evaluate_run_dir(model_dir, *, data_dir=None, topk=None, batch_size=256,
     extra = dict(validation_mAP=value,
                  validation_diagnostics=codes_diagnostics)
   if not test:
-    return run_dir.update_metrics(model_dir, extra)
-  results, _ = evaluate_run(run.model, data, model_dir, batch_size=batch_size,
+    return run_dir.update_metrics(run.path, extra)
+  results, _ = evaluate_run(run.model, data, run.path, batch_size=batch_size,
                             topk=topk, extra=extra,
-                            score_classifier=scores_classifier(config, data))
+                            score_classifier=scores_classifier(run.config,
+                                                               data))
   return results

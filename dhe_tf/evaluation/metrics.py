@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 
+from dhe_tf.core import checks
 from dhe_tf.core import codes as codes_lib
 
 # Pairs (query, database item) per chunk when chunk_size is None: about 60 MB
@@ -126,7 +127,7 @@ def mean_average_precision(query_codes, query_labels, database_codes,
   """
   query_codes, query_labels, database_codes, database_labels = _check_inputs(
       query_codes, query_labels, database_codes, database_labels)
-  _check_positive_int(topk, "topk", allow_none=True)
+  checks.positive_int("topk", topk, allow_none=True)
   num_items = len(database_codes) - _check_self(query_codes, database_codes,
                                                 exclude_self)
   k = num_items if topk is None else min(topk, num_items)
@@ -169,7 +170,8 @@ def precision_at_n(query_codes, query_labels, database_codes, database_labels,
   query_codes, query_labels, database_codes, database_labels = _check_inputs(
       query_codes, query_labels, database_codes, database_labels)
   if (isinstance(ns, numbers.Number) or len(ns) == 0 or
-      not all(_is_int(n) and n > 0 for n in ns)):
+      not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and
+              n > 0 for n in ns)):
     raise ValueError("ns must be a non-empty sequence of positive integers. "
                      f"Received: ns={ns!r}")
   sizes = [min(n, len(database_codes)) for n in ns]
@@ -267,9 +269,7 @@ def precision_recall_within_radius(query_codes, query_labels, database_codes,
     ValueError: on malformed inputs, or a radius that is not a non-negative
       integer.
   """
-  if not _is_int(radius) or radius < 0:
-    raise ValueError(
-        f"radius must be a non-negative integer. Received: radius={radius!r}")
+  checks.non_negative_int("radius", radius)
   precision, recall = precision_recall_curve(
       query_codes, query_labels, database_codes, database_labels, chunk_size,
       exclude_self)
@@ -296,7 +296,7 @@ def retrieve(query_codes, database_codes, k, chunk_size=None):
   query_codes = _check_codes(query_codes, "query_codes")
   database_codes = _check_codes(database_codes, "database_codes")
   _check_same_bits(query_codes, database_codes)
-  _check_positive_int(k, "k")
+  checks.positive_int("k", k)
   num_items = len(database_codes)
   k = min(k, num_items)
   index_bits = _index_bits(num_items)
@@ -326,7 +326,7 @@ def _map_chunks(function, query_codes, database_codes, chunk_size):
     database_codes: bool [N, K], checked.
     chunk_size: queries per chunk, or None for about _CHUNK_PAIRS pairs.
   """
-  _check_positive_int(chunk_size, "chunk_size", allow_none=True)
+  checks.positive_int("chunk_size", chunk_size, allow_none=True)
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_PAIRS // len(database_codes))
   query_words = _as_words(codes_lib.pack(query_codes))
@@ -512,12 +512,10 @@ def _check_codes(codes, name):
 
 
 def _check_packed(packed, name):
-  packed = np.asarray(packed)
-  if packed.ndim != 2 or packed.dtype != np.uint8 or 0 in packed.shape:
-    raise ValueError(
-        f"{name} must be a non-empty uint8 array [num_items, bytes] from "
-        f"dhe_tf.core.codes.pack. Received: {name} with dtype {packed.dtype} and shape "
-        f"{packed.shape}")
+  packed = checks.packed_codes(packed, None, name)
+  if not len(packed):
+    raise ValueError(f"{name} must hold at least one code. Received: {name} "
+                     f"with shape {packed.shape}")
   return packed
 
 
@@ -575,16 +573,3 @@ def _check_labels(labels, name):
         f"{name} of shape [N, C] must be one-hot / multi-hot, only 0 and 1. "
         f"Received: {name} containing {bad!r}")
   return labels.astype(bool)
-
-
-def _is_int(value):
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive_int(value, name, allow_none=False):
-  if value is None and allow_none:
-    return
-  if not _is_int(value) or value < 1:
-    raise ValueError(
-        f"{name} must be a positive integer{' or None' if allow_none else ''}. "
-        f"Received: {name}={value!r}")

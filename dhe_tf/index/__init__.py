@@ -50,7 +50,7 @@ import tempfile
 
 import numpy as np
 
-from dhe_tf.core import codes
+from dhe_tf.core import checks
 from dhe_tf.runs import run_dir
 from dhe_tf.core.errors import ConfigError
 from dhe_tf.index import checksums
@@ -67,8 +67,7 @@ _MANIFEST = checksums.MANIFEST
 _CODES = "codes.npz"
 
 __all__ = ["BACKENDS", "Backend", "FORMAT", "Index", "Setting", "build",
-           "check_backend", "check_k", "check_radius", "open_index",
-           "read_manifest"]
+           "check_backend", "open_index", "read_manifest"]
 
 
 def check_backend(backend):
@@ -76,18 +75,6 @@ def check_backend(backend):
   if backend not in BACKENDS:
     raise ConfigError(f"Unknown backend {backend!r}. "
                       f"Available: {', '.join(BACKENDS)}")
-
-
-def check_k(k):
-  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-    raise ConfigError(f"k must be a positive integer. Received: k={k!r}")
-
-
-def check_radius(radius):
-  if (isinstance(radius, bool) or
-      not isinstance(radius, (int, np.integer)) or radius < 0):
-    raise ConfigError(f"radius must be a non-negative integer. "
-                      f"Received: radius={radius!r}")
 
 
 def _is_index(path):
@@ -148,12 +135,10 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
     The manifest written to INDEX/index.json.
   """
   check_backend(backend)
-  if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
-    raise ConfigError(f"bits must be a positive integer. Received: "
-                      f"bits={bits!r}")
+  bits = checks.positive_int("bits", bits)
   backend_class = BACKENDS[backend]
   settings = backend_class.resolve_settings(settings)
-  packed = codes.check_packed(packed, bits)
+  packed = checks.packed_codes(packed, bits)
   if not len(packed):
     raise ConfigError("An index needs at least one code. Received: 0 codes")
   count = len(packed)
@@ -229,14 +214,6 @@ class Index:
       return str(item)
     return self.sources[item].decode("utf-8")
 
-  def check_fingerprint(self, fingerprint, what):
-    """Raises ConfigError unless `what` (a model) made this index's codes."""
-    if fingerprint != self.fingerprint:
-      raise ConfigError(
-          f"The index at {self.path} was built by another model "
-          f"(fingerprint {self.fingerprint[:12]}…), not by {what} "
-          f"(fingerprint {fingerprint[:12]}…): rebuild the index with it.")
-
   def search(self, queries, k):
     """The k nearest codes of each query, by (distance, id).
 
@@ -248,9 +225,9 @@ class Index:
       (ids int64 [Q, k'], distances int64 [Q, k']), k' = min(k, N); with
       Milvus BIN_IVF_FLAT, places it found no code for hold -1.
     """
-    check_k(k)
-    queries = codes.check_packed(queries, self.bits, "queries")
-    return self.backend.search(queries, min(int(k), len(self)))
+    k = checks.positive_int("k", k)
+    queries = checks.packed_codes(queries, self.bits, "queries")
+    return self.backend.search(queries, min(k, len(self)))
 
   def radius_search(self, queries, radius):
     """Every code within Hamming distance `radius` (inclusive) of each query.
@@ -258,9 +235,9 @@ class Index:
     Returns:
       One (ids int64 [M], distances int64 [M]) per query, by (distance, id).
     """
-    check_radius(radius)
-    queries = codes.check_packed(queries, self.bits, "queries")
-    return self.backend.radius_search(queries, int(radius))
+    radius = checks.non_negative_int("radius", radius)
+    queries = checks.packed_codes(queries, self.bits, "queries")
+    return self.backend.radius_search(queries, radius)
 
   def close(self):
     self.backend.close()

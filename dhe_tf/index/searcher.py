@@ -6,15 +6,17 @@ reads the code shards of dhe_tf.encode (dhe_tf.encoding.shards), and stores the
 codes in a dhe_tf.index backend; `query_index` finds the nearest
 codes to images or to given codes. `python -m dhe_tf.search` is their
 command line.
-"""
 
-import os
+The run is read once (dhe_tf.runs.run_dir.load_run) and everything comes
+from the Run it gives: the model, its fingerprint, the dataset part checked
+against the run's split.
+"""
 
 import numpy as np
 
-from dhe_tf.encoding import shards as code_shards
+from dhe_tf.core import checks
 from dhe_tf.core import codes as codes_lib
-from dhe_tf.evaluation import evaluator
+from dhe_tf.encoding import shards as code_shards
 from dhe_tf import index as index_lib
 from dhe_tf.model import inference
 from dhe_tf.runs import run_dir
@@ -22,14 +24,12 @@ from dhe_tf.core.errors import ConfigError
 
 
 def _encode_part(run, part, batch_size):
-  """(codes [N, K], sources str [N], labels [N, C], class names) of a part."""
-  data = run_dir.load_data(run.config)
+  """(codes [N, K], sources str [N], labels [N, C], class names) of a part
+  of the run's data, checked against its split (run_dir.Run.data)."""
+  data = run.data(parts=(part,))
   if part not in data.parts:
     raise ConfigError(f"Unknown part {part!r}. "
                       f"Available: {', '.join(sorted(data.parts))}")
-  path = os.path.join(run.path, "split.npz")
-  if os.path.isfile(path):
-    evaluator.check_split(data, path, parts=(part,))
   codes, labels = inference.encode(run.model, data.parts[part],
                                    batch_size=batch_size)
   where = np.asarray(data.split[part])
@@ -44,11 +44,12 @@ def _from_codes(model_dir, codes_dir):
   manifest, _, sources, packed, labels = code_shards.read_codes(codes_dir)
   if model_dir:
     run = run_dir.load_run(model_dir)
-    if inference.model_fingerprint(run.model) != manifest["fingerprint"]:
-      raise ConfigError(
-          f"The codes at {codes_dir} were made by another model "
-          f"(fingerprint {manifest['fingerprint'][:12]}…) than the model of "
-          f"{model_dir}: encode them again with its export.")
+    checks.same_model(made=f"the codes at {codes_dir} were made",
+                      bits=manifest["bits"],
+                      fingerprint=manifest["fingerprint"],
+                      model=f"the model of {run.path}", model_bits=run.bits,
+                      model_fingerprint=run.fingerprint,
+                      remedy="encode them again with its export")
   if not len(packed):
     raise ConfigError(f"The codes at {codes_dir} hold no code "
                       f"({manifest['rejects']} rejects).")
@@ -64,7 +65,8 @@ def build_index(model_dir, index_path, *, images=(), part="database",
   indexes the code shards of dhe_tf.encode without encoding.
 
   Args:
-    model_dir: a finished dhe_tf.train run; with `from_codes` it may be
+    model_dir: a finished dhe_tf.train run (its directory, or the
+      dhe_tf.runs.run_dir.Run read from it); with `from_codes` it may be
       None, else its model must be the one that made the codes.
     index_path: the index directory to write (an index there is replaced).
     images: image files or folders; empty for the dataset part `part`.
@@ -97,9 +99,8 @@ def build_index(model_dir, index_path, *, images=(), part="database",
     sources, labels, class_names = paths, None, ()
   else:
     codes, sources, labels, class_names = _encode_part(run, part, batch_size)
-  return index_lib.build(index_path, codes_lib.pack(codes),
-                         bits=int(codes.shape[1]),
-                         fingerprint=inference.model_fingerprint(run.model),
+  return index_lib.build(index_path, codes_lib.pack(codes), bits=run.bits,
+                         fingerprint=run.fingerprint,
                          sources=sources, labels=labels,
                          class_names=class_names, backend=backend,
                          settings=settings)
@@ -116,12 +117,10 @@ def _query_codes(index, *, model_dir, images, codes, batch_size):
     raise ConfigError("--images needs --model_dir: the run whose model "
                       "built the index.")
   run = run_dir.load_run(model_dir)
-  if run.bits != index.bits:
-    raise ConfigError(f"The model of {model_dir} makes {run.bits}-bit codes; "
-                      f"the index at {index.path} holds {index.bits}-bit "
-                      "codes.")
-  index.check_fingerprint(inference.model_fingerprint(run.model),
-                          f"the model of {model_dir}")
+  checks.same_model(made=f"the index at {index.path} was built",
+                    bits=index.bits, fingerprint=index.fingerprint,
+                    model=f"the model of {run.path}", model_bits=run.bits,
+                    model_fingerprint=run.fingerprint)
   paths = inference.image_paths(images)
   codes = inference.encode_files(run.model, paths, center_crop=run.center_crop,
                                  batch_size=batch_size)
@@ -166,7 +165,8 @@ def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
 
   Args:
     index_path: an index built by `build_index` or dhe_tf.index.build.
-    model_dir: the run that built the index; needed with `images`.
+    model_dir: the run that built the index (its directory or its
+      run_dir.Run); needed with `images`.
     images: image files or folders to search for.
     codes: codes as strings of K characters 0 or 1, instead of images.
     k: the number of nearest codes (top-k search), ≥ 1.
@@ -179,9 +179,9 @@ def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
     neighbors ordered by (distance, id).
   """
   if radius is None:
-    index_lib.check_k(k)
+    checks.positive_int("k", k)
   else:
-    index_lib.check_radius(radius)
+    checks.non_negative_int("radius", radius)
   with index_lib.open_index(index_path) as index:
     names, queries = _query_codes(index, model_dir=model_dir, images=images,
                                   codes=codes, batch_size=batch_size)

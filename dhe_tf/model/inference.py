@@ -17,7 +17,6 @@ taken as it is, and any other is cut to its central square and resized.
 
 import hashlib
 import os
-import re
 
 import keras
 import numpy as np
@@ -71,6 +70,11 @@ def encode(model, dataset, *, batch_size, with_logits=False):
 def input_shape(model):
   """(H, W, C) of the model's image input."""
   return tuple(int(side) for side in model.inputs[0].shape[1:])
+
+
+def num_bits(model):
+  """K, the length of the model's codes (its hash layer's width)."""
+  return int(model.get_layer("hash").output.shape[-1])
 
 
 def decode_image(contents, image_shape, *, center_crop):
@@ -168,16 +172,11 @@ def image_paths(inputs):
     raise ConfigError("No images given.")
   problems = image_list.check_images(paths)
   if problems:
-    shown = [_tidy(problems[path]) for path in paths if path in problems][:3]
+    shown = [problems[path] for path in paths if path in problems][:3]
     more = len(problems) - len(shown)
     raise ConfigError("Not an image the model can read: " + "; ".join(shown) +
                       (f"; and {more} more" if more > 0 else ""))
   return paths
-
-
-def _tidy(problem):
-  # TensorFlow's op errors carry "{{function_node ...}}" and "[Op:...]".
-  return re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*$", "", problem)
 
 
 def encode_files(model, paths, *, center_crop, batch_size=256):
@@ -198,5 +197,5 @@ def encode_files(model, paths, *, center_crop, batch_size=256):
   codes = [codes_lib.binarize(encoder(tf.cast(batch, tf.float32),
                                       training=False))
            for batch in dataset]
-  bits = model.get_layer("hash").output.shape[-1]
-  return np.concatenate(codes) if codes else np.zeros((0, bits), np.uint8)
+  return (np.concatenate(codes) if codes else
+          np.zeros((0, num_bits(model)), np.uint8))

@@ -10,12 +10,16 @@
 
 Every file is written to a temporary name and renamed into place, so a crash
 never leaves a truncated file under the final name. `load_run` is the one
-place that reads a finished run back: evaluation, export and search go
-through it, never through the trainer.
+place that reads a finished run back: evaluation, export, search and the
+service go through it, never through the trainer. It reads the model and
+the configuration once; the `Run` it returns computes the model's
+fingerprint on first use and loads the dataset only for a reader that asks
+(`Run.data`), checked against RUN/split.npz (`check_split`).
 """
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -25,6 +29,7 @@ import keras
 import numpy as np
 
 from dhe_tf.runs import config as config_lib
+from dhe_tf.model import inference
 from dhe_tf.model import network as model_lib
 from dhe_tf.data import datasets
 from dhe_tf.data import pipeline
@@ -154,7 +159,7 @@ def save_model(path, model):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """A finished dhe_tf.train run, read back.
+  """A finished dhe_tf.train run, read once (`load_run`) and handed on.
 
   Attributes:
     path: the run directory.
@@ -167,6 +172,11 @@ class Run:
   config: config_lib.TrainConfig
 
   @property
+  def name(self):
+    """The run directory's base name (what the service tells clients)."""
+    return os.path.basename(os.path.normpath(self.path))
+
+  @property
   def center_crop(self):
     """Whether the model's images are cut like image-file datasets' (the
     central window of the shorter side; dhe_tf.model.inference.decode_image)."""
@@ -175,7 +185,41 @@ class Run:
   @property
   def bits(self):
     """K, the code length of the model."""
-    return int(self.model.get_layer("hash").output.shape[-1])
+    return inference.num_bits(self.model)
+
+  @functools.cached_property
+  def fingerprint(self):
+    """dhe_tf.model.inference.model_fingerprint of the model, computed on
+    first use and kept: the index, the export and the service record and
+    compare it."""
+    return inference.model_fingerprint(self.model)
+
+  def data(self, parts=("query", "database"), *, data_dir=None):
+    """The run's dataset (`load_data`), its `parts` checked against
+    RUN/split.npz (`check_split`): the images the run recorded.
+
+    Args:
+      parts: the parts the reader uses.
+      data_dir: where the dataset is now, if not where training found it.
+
+    Raises:
+      ConfigError: a part whose images differ from those recorded.
+    """
+    config = self.config
+    if data_dir:
+      config = dataclasses.replace(config, data_dir=data_dir)
+    data = load_data(config)
+    check_split(data, os.path.join(self.path, "split.npz"), parts=parts)
+    return data
+
+  def held_out(self, data):
+    """The validation images the run held out of `data`'s training part
+    (`split_training_part`), checked against RUN/split.npz; None when it
+    held out none."""
+    _, held_out, split = split_training_part(self.config, data)
+    check_split(data, os.path.join(self.path, "split.npz"),
+                parts=("validation",), split=split)
+    return held_out
 
 
 def check_finished(path):
@@ -188,17 +232,41 @@ def check_finished(path):
 
 
 def load_run(path):
-  """Reads the finished run in `path`.
+  """Reads the finished run in `path`; a Run given instead is returned as
+  it is, so a reader that holds one hands it on.
 
   Raises:
     ConfigError: a file of the run is missing, or its flags.json is not one
       this version reads.
   """
+  if isinstance(path, Run):
+    return path
   check_finished(path)
   config = config_lib.from_json(read_json(os.path.join(path, "flags.json")))
   model = model_lib.load_model(os.path.join(path, "model.keras"),
                                compile=False)
   return Run(path=path, model=model, config=config)
+
+
+def check_split(data, path, parts=("query", "database"), split=None):
+  """Raises ConfigError unless `data`'s `parts` match those in RUN/split.npz.
+
+  A run is evaluated (or indexed) on the very images its split recorded;
+  a changed dataset or split would silently measure something else. `split`
+  replaces data.split (e.g. with the run's "validation" part). Parts the
+  file does not record, or a run without the file (one not written by
+  dhe_tf.train), are not checked.
+  """
+  if not os.path.isfile(path):
+    return
+  split = data.split if split is None else split
+  with np.load(path) as recorded:
+    for part in parts:
+      if part in recorded and not np.array_equal(recorded[part],
+                                                 split[part]):
+        raise ConfigError(
+            f"The {part} images of {data.name} differ from those in {path}: "
+            "the data or its split changed since training.")
 
 
 def load_data(config):

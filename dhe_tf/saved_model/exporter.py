@@ -21,6 +21,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from dhe_tf.core import checks
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.model import inference
 from dhe_tf.model import network as model_lib
@@ -68,7 +69,7 @@ def add_signatures(archive, model, *, center_crop):
                                      name="images")])
 
 
-def _write_description(saved_model_dir, model, center_crop):
+def _write_description(saved_model_dir, model, center_crop, fingerprint):
   """Writes assets.extra/dhe_tf.json: bits, signatures, how images are cut
   (center_crop, see dhe_tf.model.inference.decode_image) and the model
   fingerprint that indexes of its codes store too (dhe_tf.index), so an
@@ -77,8 +78,7 @@ def _write_description(saved_model_dir, model, center_crop):
   extra = os.path.join(saved_model_dir, "assets.extra")
   os.makedirs(extra, exist_ok=True)
   with open(os.path.join(extra, "dhe_tf.json"), "w", encoding="utf-8") as f:
-    json.dump({"bits": int(model.get_layer("hash").output.shape[-1]),
-               "fingerprint": inference.model_fingerprint(model),
+    json.dump({"bits": inference.num_bits(model), "fingerprint": fingerprint,
                "signatures": list(SIGNATURES),
                "center_crop": bool(center_crop)}, f, indent=2)
     f.write("\n")
@@ -106,7 +106,7 @@ def check_model_name(model_name):
 
 
 def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
-                       center_crop=False):
+                       center_crop=False, fingerprint=None):
   """Writes `model`'s serving SavedModel to export_dir/model_name/version/.
 
   That is the layout TF Serving watches: it serves the highest numeric
@@ -122,6 +122,8 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
     version: a positive integer; None for one more than the highest version
       already there (1 for the first).
     center_crop: see dhe_tf.model.inference.decode_image.
+    fingerprint: the model's dhe_tf.model.inference.model_fingerprint when
+      it is known (dhe_tf.runs.run_dir.Run.fingerprint); None computes it.
 
   Returns:
     The path of the new version directory.
@@ -133,9 +135,7 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
   base = os.path.join(export_dir, model_name)
   if version is None:
     version = (_versions(base) or [0])[-1] + 1
-  if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-    raise ConfigError(
-        f"version must be a positive integer. Received: version={version!r}")
+  checks.positive_int("version", version)
   final = os.path.join(base, str(version))
   if os.path.exists(final):
     raise ConfigError(f"{final} already exists: pass another --version, or "
@@ -150,7 +150,8 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
     archive = keras.export.ExportArchive()
     add_signatures(archive, model, center_crop=center_crop)
     archive.write_out(tmp, verbose=False)
-    _write_description(tmp, model, center_crop)
+    _write_description(tmp, model, center_crop,
+                       fingerprint or inference.model_fingerprint(model))
     os.rename(tmp, final)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -160,7 +161,8 @@ def export_saved_model(model, export_dir, *, model_name="dhe", version=None,
 
 
 def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
-  """Exports the run in `model_dir` (see export_saved_model).
+  """Exports the run in `model_dir` (its directory, or the
+  dhe_tf.runs.run_dir.Run read from it; see export_saved_model).
 
   Returns:
     The path of the new version directory.
@@ -168,4 +170,5 @@ def export_run(model_dir, export_dir, *, model_name="dhe", version=None):
   check_model_name(model_name)
   run = run_dir.load_run(model_dir)
   return export_saved_model(run.model, export_dir, model_name=model_name,
-                            version=version, center_crop=run.center_crop)
+                            version=version, center_crop=run.center_crop,
+                            fingerprint=run.fingerprint)

@@ -12,6 +12,8 @@ import contextlib
 import queue
 import threading
 
+from dhe_tf.core import checks
+
 
 class Batcher:
   """Runs `function(items) -> results` on batches of submitted items.
@@ -25,10 +27,8 @@ class Batcher:
   """
 
   def __init__(self, function, *, max_batch=64, name="batcher"):
-    if max_batch < 1:
-      raise ValueError(f"max_batch must be ≥ 1. Received: {max_batch}")
     self._function = function
-    self._max_batch = max_batch
+    self._max_batch = checks.positive_int("max_batch", max_batch)
     self._queue = queue.SimpleQueue()
     self.batch_sizes = []  # The size of each call, for measurement.
     self._thread = threading.Thread(target=self._work, name=name,

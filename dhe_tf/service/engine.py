@@ -13,12 +13,15 @@ neighbors come from dhe_tf.index.searcher.search_packed, the function behind
 prints. The index is opened once and checked to come from the same model;
 `reload` opens it again after `dhe_tf.search build` has replaced it, waiting
 for the searches in flight, never dropping one.
+
+Clients are told the names of the model and the index (their directories'
+base names) and the model's fingerprint, never where their files are; the
+full paths go to the log ("dhe_tf.service") when the service starts.
 """
 
 import json
 import logging
 import os
-import re
 import threading
 import time
 
@@ -26,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from dhe_tf.service import batching
+from dhe_tf.core import checks
 from dhe_tf.core import codes as codes_lib
 from dhe_tf import index as index_lib
 from dhe_tf.model import inference
@@ -43,13 +47,13 @@ _LOG = logging.getLogger("dhe_tf.service")
 
 
 class RunModel:
-  """The encoder of a finished dhe_tf.train run."""
+  """The encoder of a finished dhe_tf.train run (a run_dir.Run)."""
 
-  def __init__(self, model_dir):
-    run = run_dir.load_run(model_dir)
-    self.source = model_dir
+  def __init__(self, run):
+    self.source = run.path
+    self.name = run.name
     self.bits = run.bits
-    self.fingerprint = inference.model_fingerprint(run.model)
+    self.fingerprint = run.fingerprint
     self.image_shape = inference.input_shape(run.model)
     self.center_crop = run.center_crop
     self.data_dir = run.config.data_dir
@@ -80,6 +84,8 @@ class ExportedModel:
                         "dhe_tf.json lacks center_crop): export the run "
                         "again.")
     self.source = export_dir
+    # "dhe/3": the version alone ("3") would not tell exports apart.
+    self.name = "/".join(os.path.normpath(export_dir).split(os.sep)[-2:])
     self.bits = description["bits"]
     self.fingerprint = description["fingerprint"]
     self.center_crop = description["center_crop"]
@@ -107,15 +113,15 @@ def load_model(*, model_dir=None, export_dir=None):
     raise ConfigError("Give the model as --model_dir (a dhe_tf.train run) or "
                       "as --export_dir (a dhe_tf.export version), one of "
                       "them.")
-  return RunModel(model_dir) if model_dir else ExportedModel(export_dir)
+  if model_dir:
+    return RunModel(run_dir.load_run(model_dir))
+  return ExportedModel(export_dir)
 
 
 def check_limits(*, max_k, max_upload_bytes, max_pixels, max_batch):
   for name, value in (("max_k", max_k), ("max_upload_bytes", max_upload_bytes),
                       ("max_pixels", max_pixels), ("max_batch", max_batch)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ConfigError(f"{name} must be a positive integer. Received: "
-                        f"{name}={value!r}")
+    checks.positive_int(name, value)
 
 
 class Service:
@@ -123,7 +129,8 @@ class Service:
 
   Args:
     index_path: an index of dhe_tf.search build, made by this model.
-    model_dir / export_dir: the model (one of them).
+    model_dir / export_dir: the model (one of them); model_dir may be the
+      dhe_tf.runs.run_dir.Run read from it.
     data_dir, image_root: where the indexed images are, for thumbnails
       (default: the run's own).
     max_k: the largest k, and the most results a radius search returns.
@@ -141,6 +148,7 @@ class Service:
     check_limits(max_k=max_k, max_upload_bytes=max_upload_bytes,
                  max_pixels=max_pixels, max_batch=max_batch)
     self.index_path = index_path
+    self.index_name = os.path.basename(os.path.normpath(index_path))
     self.max_k = max_k
     self.max_upload_bytes = max_upload_bytes
     self.max_pixels = max_pixels
@@ -153,6 +161,9 @@ class Service:
     _one_thread_per_faiss_search()
     self._index = self._open()
     self.loaded_at = time.time()
+    _LOG.info("Serving the index %s (%d codes) with the model %s",
+              os.path.abspath(index_path), len(self._index),
+              os.path.abspath(self.model.source))
     self._decode = tf.function(
         lambda contents: inference.decode_image(
             contents, self.model.image_shape,
@@ -163,17 +174,12 @@ class Service:
         max_batch=max_batch, name="dhe_tf-encoder")
 
   def _check(self, manifest):
-    if manifest["bits"] != self.model.bits:
-      raise ConfigError(f"The model {self.model.source} makes "
-                        f"{self.model.bits}-bit codes; the index at "
-                        f"{self.index_path} holds {manifest['bits']}-bit "
-                        "codes.")
-    if manifest["fingerprint"] != self.model.fingerprint:
-      raise ConfigError(
-          f"The index at {self.index_path} was built by another model "
-          f"(fingerprint {manifest['fingerprint'][:12]}…), not by "
-          f"{self.model.source} (fingerprint {self.model.fingerprint[:12]}…):"
-          " rebuild the index with it.")
+    checks.same_model(made=f"the index at {self.index_path} was built",
+                      bits=manifest["bits"],
+                      fingerprint=manifest["fingerprint"],
+                      model=f"the model of {self.model.source}",
+                      model_bits=self.model.bits,
+                      model_fingerprint=self.model.fingerprint)
 
   def _open(self):
     self._check(index_lib.read_manifest(self.index_path))
@@ -213,7 +219,7 @@ class Service:
     with self._lock.read():
       index = self._current()
       return {"bits": self.model.bits, "fingerprint": self.model.fingerprint,
-              "model": self.model.source, "index": self.index_path,
+              "model": self.model.name, "index": self.index_name,
               "backend": index.backend.name, "count": len(index),
               "class_names": list(index.class_names), "max_k": self.max_k,
               "max_upload_bytes": self.max_upload_bytes,
@@ -222,14 +228,14 @@ class Service:
   def _mode(self, k, radius):
     if radius is None:
       k = 10 if k is None else k
-      index_lib.check_k(k)
+      checks.positive_int("k", k)
       if k > self.max_k:
         raise RequestError(f"k must be at most {self.max_k} (--max_k). "
                            f"Received: k={k}")
       return {"k": int(k)}
     if k is not None:
       raise RequestError("Give k or radius, not both.")
-    index_lib.check_radius(radius)
+    checks.non_negative_int("radius", radius)
     return {"radius": int(radius)}
 
   def encode_image(self, data):
@@ -239,11 +245,8 @@ class Service:
     try:
       pixels = self._decode(tf.constant(data)).numpy()
     except tf.errors.OpError as e:
-      # TensorFlow's op errors carry "{{function_node ...}}" and "[Op:...]".
-      reason = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*$", "",
-                      e.message.splitlines()[0])
       raise RequestError("Not an image the model can read (truncated or "
-                         f"corrupt): {reason}") from e
+                         f"corrupt): {checks.op_error_text(e)}") from e
     return self.batcher(pixels)
 
   def search(self, *, image=None, code=None, k=None, radius=None):
