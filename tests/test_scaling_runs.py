@@ -1,4 +1,4 @@
-"""Real runs of README "Scaling up" on a CPU: resume after a kill, NaN stop, two-worker
+"""Real runs of docs/scaling.md on a CPU: resume after a kill, NaN stop, two-worker
 MultiWorkerMirroredStrategy on 127.0.0.1, and tools/gpu_check.sh --quick."""
 
 import contextlib
@@ -210,8 +210,10 @@ def test_two_workers_on_localhost_train_the_same_weights(tmp_path):
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")),
                     reason="on a GPU the check is ResNet50: run it by hand")
 def test_gpu_check_quick_runs_its_cpu_path():
+  # This interpreter, activated or not: the script's python3 may be another.
   result = subprocess.run(["bash", "tools/gpu_check.sh", "--quick"],
                           capture_output=True, text=True, cwd=_REPO,
+                          env=dict(os.environ, PYTHON=sys.executable),
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   rates = {}

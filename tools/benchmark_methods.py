@@ -7,7 +7,7 @@ objective differs. Seeds are paired: a seed fixes the initial weights and
 the batch order of every method. Each method's own settings come from its
 flagfile `FLAGS_DIR/<dataset>_<method>.flags`, which `--tune` writes.
 
-    # The README's benchmark: all 70,000 Fashion-MNIST images, 8 methods, on
+    # The benchmark of docs/benchmark.md: all 70,000 Fashion-MNIST images, 8 methods, on
     # 1k5k (3 seeds at 12 and 32 bits, 1 at 24 and 48) and on unseen classes
     # (3 seeds at 12 and 32 bits): ~110 runs of ~3 min on 2 cores. Resumable:
     # run it again with the same --out_dir to go on.
@@ -86,8 +86,8 @@ flags.DEFINE_string("out_dir", None, "Output directory; default "
 FLAGS = flags.FLAGS
 
 # The settings every method shares unless its flagfile says otherwise: the
-# recipe chosen from DLBHC's and every method's validation curves (README,
-# "The benchmark").
+# recipe chosen from DLBHC's and every method's validation curves
+# (docs/benchmark.md, "The recipe").
 SHARED = dict(backbone="cnn", epochs=30, batch_size=128, learning_rate=1e-3,
               lr_schedule="cosine", augment="none", jit_compile="auto",
               validation_fraction=0.1, validation_every=3)
@@ -258,22 +258,20 @@ def summary_table(rows):
   return "\n".join(lines) + "\n"
 
 
-def paired_differences(rows, reference="dhe"):
+def differences_table(rows, reference="dhe"):
   """Markdown: reference − each other method, per bits, paired by seed."""
   bits = sorted({r["bits"] for r in rows})
-  score = {(r["method"], r["bits"], r["seed"]): r["mAP"] for r in rows}
+  def scores(method, b):
+    return {r["seed"]: r["mAP"] for r in rows
+            if r["method"] == method and r["bits"] == b}
   lines = [f"| {reference} − | " + " | ".join(f"{b} bits" for b in bits) +
            " |", "|---" * (1 + len(bits)) + "|"]
   for m in _names(rows):
     if m == reference:
       continue
-    cells = []
-    for b in bits:
-      seeds = sorted(s for (n, bb, s) in score if n == m and bb == b and
-                     (reference, b, s) in score)
-      diffs = [score[(reference, b, s)] - score[(m, b, s)] for s in seeds]
-      cells.append(f"{results_table.mean_sd(diffs, signed=True)} ({', '.join(f'{d:+.3f}' for d in diffs)})"
-                   if diffs else "–")
+    cells = [results_table.paired_differences(
+        scores(reference, b), minus=scores(m, b)).text(per_seed_digits=3)
+             or "–" for b in bits]
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -407,7 +405,7 @@ def report(out_dir, rows):
         f"{part[0]['epochs']} epochs, {len(part)} runs of {minutes:.1f} min "
         "on average. Bold: best mean per code length.\n\n" +
         summary_table(part) + "\nDHE minus each method, paired by seed "
-        "(mean ± sd; per seed in brackets):\n\n" + paired_differences(part))
+        "(mean ± sd; per seed in brackets):\n\n" + differences_table(part))
   text = "\n".join(sections)
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
     f.write(text)
@@ -531,7 +529,7 @@ def write_tuning(out_dir, rows, bits_list):
         f"{method} on {FLAGS.dataset} {FLAGS.tune_protocol}, chosen by "
         f"tools/benchmark_methods.py --tune: validation mAP "
         f"{row['validation_mAP']:.4f}\nat {','.join(map(str, bits_list))} "
-        f"bits, seed 0, best of {trials} settings (README, 'The benchmark')."
+        f"bits, seed 0, best of {trials} settings (docs/benchmark.md)."
         f"\nRuntime: ~{row['wall_seconds'] / 60:.0f} min on 2 CPU cores.")
 
 

@@ -12,7 +12,7 @@ them) and the share of saturated activations (min(u, 1 − u) < 0.05).
 Under protocol unseen this shows how a method codes classes it never
 trained on: a network that puts every image on one of the seen classes'
 codes maps two new classes that resemble the same seen class onto one code
-(README, "Research on the DHE loss").
+(docs/research.md).
 """
 
 from absl import app
@@ -22,10 +22,9 @@ import numpy as np
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.evaluation import diagnostics
 from dhe_tf.core import errors
-from dhe_tf.evaluation import evaluator
 from dhe_tf.model import inference
 from dhe_tf.runs import run_dir
-from dhe_tf.core.errors import ConfigError
+import finished_run
 
 
 def class_codes(u, class_ids):
@@ -73,9 +72,7 @@ def main(argv):
   del argv
   with errors.reported_in_one_line("class_codes"):
     run = run_dir.load_run(FLAGS.model_dir)
-    data = evaluator.checked_data(run)
-    if data.multi_label:
-      raise ConfigError("class_codes reads single-label runs.")
+    data = finished_run.single_label_data(run, "class_codes")
     u, labels = inference.activations(run.model, data.parts["database"],
                                       batch_size=FLAGS.eval_batch_size)
     numbers = class_codes(u, labels.argmax(axis=1))
@@ -83,8 +80,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("model_dir", None, "A finished dhe_tf.train run.")
-  flags.DEFINE_integer("eval_batch_size", 512, "Images per encoding batch.")
-  flags.mark_flag_as_required("model_dir")
+  finished_run.define_flags()
   FLAGS = flags.FLAGS
   app.run(main)

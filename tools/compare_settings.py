@@ -1,6 +1,6 @@
 r"""Settings side by side on the validation split, with paired seeds.
 
-The research tool behind the DHE loss (README, "The DHE loss"): each
+The research tool behind the DHE loss (docs/research.md): each
 --variant is a label and dhe_tf.train flags, applied after --common; every
 variant runs at every --bits and --seed (the same seed gives every variant
 the same initialisation and batch order), and the table shows validation
@@ -140,10 +140,9 @@ def _mean(key, values):
 
 def _paired(key, rows, first):
   # Mean ± sd of the rows' `key` minus the first variant's, seed by seed.
-  return results_table.mean_sd(
-      [r[key] - first[r["seed"]][key] for r in rows
-       if r["seed"] in first and None not in (r[key], first[r["seed"]][key])],
-      signed=True)
+  return results_table.paired_differences(
+      {r["seed"]: r[key] for r in rows},
+      minus={seed: r[key] for seed, r in first.items()}).text()
 
 
 def report(rows, labels):

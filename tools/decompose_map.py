@@ -16,7 +16,7 @@ test queries and database:
   the codes keep the network's uncertainty or put every image on a class
   code.
 
-This is the analysis behind README, "Research on the DHE loss".
+This is the analysis behind docs/research.md.
 """
 
 from absl import app
@@ -25,11 +25,11 @@ import numpy as np
 
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.core import errors
-from dhe_tf.evaluation import evaluator
 from dhe_tf.model import inference
 from dhe_tf.evaluation import metrics
 from dhe_tf.runs import run_dir
 from dhe_tf.core.errors import ConfigError
+import finished_run
 
 
 def outputs(model, dataset, batch_size):
@@ -128,9 +128,7 @@ def main(argv):
       raise ConfigError(f"{FLAGS.model_dir} is a run of "
                         f"{run.config.method}, whose classifier is not "
                         "trained: there is no classification to decompose.")
-    data = evaluator.checked_data(run)
-    if data.multi_label:
-      raise ConfigError("decompose_map reads single-label runs.")
+    data = finished_run.single_label_data(run, "decompose_map")
     numbers = decompose(
         outputs(run.model, data.parts["query"], FLAGS.eval_batch_size),
         outputs(run.model, data.parts["database"], FLAGS.eval_batch_size))
@@ -138,8 +136,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("model_dir", None, "A finished dhe_tf.train run.")
-  flags.DEFINE_integer("eval_batch_size", 512, "Images per encoding batch.")
-  flags.mark_flag_as_required("model_dir")
+  finished_run.define_flags()
   FLAGS = flags.FLAGS
   app.run(main)
