@@ -34,9 +34,9 @@ def _name(path):
 
 
 def _prose_lines(text):
-  """The lines of a Markdown page outside fenced code blocks."""
+  """(line number, line) of a Markdown page outside fenced code blocks."""
   fence = None
-  for line in text.splitlines():
+  for number, line in enumerate(text.splitlines(), start=1):
     match = _FENCE.match(line)
     if fence:
       if match and match.group(1)[0] == fence[0] and len(
@@ -46,7 +46,7 @@ def _prose_lines(text):
     if match:
       fence = match.group(1)
       continue
-    yield line
+    yield number, line
 
 
 def slug(heading):
@@ -64,7 +64,7 @@ def slug(heading):
 def anchors(text):
   """The ids of the headings of a page; a repeated one gets -1, -2, ..."""
   seen, ids = {}, set()
-  for line in _prose_lines(text):
+  for _, line in _prose_lines(text):
     match = _HEADING.match(line)
     if not match:
       continue
@@ -78,17 +78,7 @@ def anchors(text):
 def links(text):
   """(line number, target) of every inline link and image outside code."""
   found = []
-  fence = None
-  for number, line in enumerate(text.splitlines(), start=1):
-    match = _FENCE.match(line)
-    if fence:
-      if match and match.group(1)[0] == fence[0] and len(
-          match.group(1)) >= len(fence):
-        fence = None
-      continue
-    if match:
-      fence = match.group(1)
-      continue
+  for number, line in _prose_lines(text):
     prose = _CODE_SPAN.sub(lambda m: "x" * len(m.group(0)), line)
     for link in _LINK.finditer(prose):
       found.append((number, link.group(2)))

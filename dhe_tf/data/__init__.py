@@ -4,6 +4,7 @@
     protocols    split rules (1k5k, unseen, ...) and their mAP@k
     splits       drawing and checking query / train / database indices
     images       image files: decoding, crops, checks
+    folders      class folders (DIR/<class>/<image>): scan, ignore non-images
     image_list   list files (`path l0 … l{C-1}`): read, write, check
     nuswide      NUS-WIDE lists from the official release
     idx_files    MNIST-style IDX files
