@@ -10,6 +10,7 @@ import tensorflow as tf
 from dhe_tf.runs import config as config_lib
 from dhe_tf.training import trainer
 from dhe_tf.data import datasets
+from dhe_tf.data import image_checks
 from dhe_tf.data import image_list
 from dhe_tf.data import images
 from dhe_tf.data import pipeline
@@ -191,7 +192,7 @@ def test_image_problems_are_found_cheaply_and_named(tmp_path):
   }
   for name, data in cases.items():
     _write(str(tmp_path / name), data)
-  problem = lambda name: image_list.image_problem(str(tmp_path / name))
+  problem = lambda name: image_checks.image_problem(str(tmp_path / name))
   assert problem("good.jpg") is None and problem("trailing.jpg") is None
   assert problem("metadata.jpg") is None
   assert problem("image.png") is None

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from dhe_tf.data import datasets
+from dhe_tf.data import image_checks
 from dhe_tf.data import image_list
 from dhe_tf.data import pipeline
 
@@ -128,7 +129,7 @@ def benchmark_jpeg(work_dir):
                          [int(v) for v in _JPEG_SHAPE.value])
   write_lists(work_dir, paths, datasets.NUSWIDE_21_NUM_CLASSES)
   start = time.perf_counter()
-  image_list.check_images(os.path.join(work_dir, p) for p in paths)
+  image_checks.check_images(os.path.join(work_dir, p) for p in paths)
   _row("jpeg: check files up front", len(paths),
        [len(paths) / (time.perf_counter() - start)])
   data = datasets.from_image_lists(

@@ -6,6 +6,7 @@
     images       image files: decoding, crops, checks
     folders      class folders (DIR/<class>/<image>): scan, ignore non-images
     image_list   list files (`path l0 … l{C-1}`): read, write, check
+    image_checks whether an image file can be used (header, decoding, size)
     nuswide      NUS-WIDE lists from the official release
     idx_files    MNIST-style IDX files
     tfds_source  tensorflow-datasets sources (CIFAR-10, MNIST, ...)

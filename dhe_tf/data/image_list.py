@@ -14,18 +14,9 @@ than 0 or 1, an image with no label, a missing, empty or undecodable image,
 an empty list. With `on_bad_image="error"` the first bad entries are raised
 before training starts; with "skip" they are dropped and reported.
 
-Checking an image is cheap, so that every image of a list is checked before
-training: for a JPEG, libjpeg reads the header in its first 64 KiB
-(tf.image.extract_jpeg_shape), which must give a size, and the file must end
-with the end-of-image marker. Other files, and JPEGs that fail that
-(truncated, trailing bytes after the end marker, or a header past 64 KiB),
-are decoded in full by TensorFlow. No more is read, so large photos are
-checked as fast as small ones: on 2 cores, about 4,000 images a second
-(decoding every image instead: 700 a second of 375 × 500 JPEGs, 14 of
-3000 × 4000).
+Images are checked by dhe_tf.data.image_checks.
 """
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -35,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from dhe_tf.core import checks
+from dhe_tf.data import image_checks
 from dhe_tf.core.errors import ConfigError
 
 # The files of an image-list dataset's directory (data_dir): DeepHash-pytorch's
@@ -47,14 +39,6 @@ PROTOCOL_FILE = "protocol.json"  # The protocol and seed the lists hold.
 ON_BAD_IMAGE = ("error", "skip")
 # How many bad entries an error message or a warning names.
 _SHOWN = 5
-_CHECK_THREADS = 32
-# A JPEG starts with the start-of-image marker and the next marker's 0xFF,
-# and ends with the end-of-image marker. Its header (the markers up to the
-# frame header) sits in the first bytes unless metadata precedes it, which
-# takes up to 64 KiB in an EXIF block.
-_JPEG_START = b"\xff\xd8\xff"
-_JPEG_END = b"\xff\xd9"
-_JPEG_HEAD_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,57 +187,6 @@ def read_protocol(data_dir):
     return json.load(f).get("protocol")
 
 
-def _decode_problem(path):
-  try:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
-                               expand_animations=False)
-  except tf.errors.OpError as e:
-    return f"cannot decode image {path}: {checks.op_error_text(e)}"
-  if 0 in image.shape:
-    return f"image {path} is empty ({image.shape[0]}x{image.shape[1]})"
-  return None
-
-
-def image_problem(path):
-  """Why the image file at `path` cannot be used, or None when it can."""
-  try:
-    with open(path, "rb") as f:
-      head = f.read(_JPEG_HEAD_BYTES)
-      if not head:
-        return f"image file is empty: {path}"
-      is_jpeg = head.startswith(_JPEG_START)
-      if is_jpeg:
-        f.seek(-len(_JPEG_END), os.SEEK_END)
-        ends = f.read() == _JPEG_END
-        whole = f.tell() <= len(head)
-  except FileNotFoundError:
-    return f"image not found: {path}"
-  except IsADirectoryError:
-    return f"image path is a directory: {path}"
-  except OSError as e:
-    return f"cannot read image {path}: {e.strerror}"
-  if is_jpeg:
-    try:
-      tf.image.extract_jpeg_shape(head)  # libjpeg reads the header only.
-    except tf.errors.InvalidArgumentError as e:
-      if whole:
-        return f"corrupt JPEG header ({checks.op_error_text(e)}): {path}"
-      # The header may go on past the head (large metadata): decode it all.
-    else:
-      if ends:
-        return None
-      # No end marker: truncated, or bytes after the end marker (harmless).
-  return _decode_problem(path)
-
-
-def check_images(paths):
-  """Returns {path: problem} for the unusable files among `paths`."""
-  paths = sorted(set(paths))
-  with concurrent.futures.ThreadPoolExecutor(_CHECK_THREADS) as pool:
-    problems = pool.map(image_problem, paths)
-    return {path: problem for path, problem in zip(paths, problems) if problem}
-
-
 def load_lists(list_files, *, num_classes, image_root, on_bad_image):
   """Reads and checks several list files whose paths share one image root.
 
@@ -281,7 +214,7 @@ def load_lists(list_files, *, num_classes, image_root, on_bad_image):
   for part, list_file in list_files.items():
     lists[part], part_bad = parse_list(list_file, num_classes=num_classes)
     bad.extend(part_bad)
-  problems = check_images(os.path.join(image_root, path)
+  problems = image_checks.check_images(os.path.join(image_root, path)
                           for image_list in lists.values()
                           for path in image_list.paths)
   for part, image_list in lists.items():

@@ -37,15 +37,69 @@ def resize_side(image_size):
   return int(round(image_size * RESIZE_RATIO))
 
 
-def decode(contents):
-  """uint8 [H, W, 3] from the bytes of a JPEG, PNG, GIF or BMP file."""
-  image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-  image.set_shape([None, None, 3])
-  return image
+def decode(contents, channels=3):
+  """uint8 [H, W, channels] from the bytes of any image file TF reads.
+
+  JPEG (grey, RGB or CMYK), PNG (8 or 16 bits; grey, grey + alpha, RGB,
+  RGBA, palette), GIF (its first frame), BMP and WebP, in any mode, become
+  the model's `channels` (1 or 3) one way everywhere — training, evaluation,
+  the export's graph, the service, the search CLI, the Beam encoder: the
+  file is decoded in its own channels and then converted (alpha dropped, as
+  Keras' image_dataset_from_directory and PIL's convert("RGB") drop it;
+  grey → RGB repeats the grey; RGB → grey is tf.image.rgb_to_grayscale), so
+  a grey file read as grey keeps its exact pixels. (TensorFlow's GIF and BMP
+  decoders refuse channels=1 and its JPEG decoder refuses it for CMYK files:
+  asking for the model's channels directly is what failed.)
+  """
+  if channels not in (1, 3):
+    raise ValueError(f"channels must be 1 or 3. Received: channels={channels}")
+  image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+  image.set_shape([None, None, None])
+  return to_channels(image, channels)
+
+
+def to_channels(image, channels):
+  """uint8 [H, W, channels] (1 or 3) from uint8 [H, W, 1 | 2 | 3 | 4]."""
+  native = tf.shape(image)[-1]
+  color = native >= 3
+  if channels == 1:
+    out = tf.cond(color,
+                  lambda: tf.image.rgb_to_grayscale(image[..., :3]),
+                  lambda: image[..., :1])
+  else:
+    out = tf.cond(color, lambda: image[..., :3],
+                  lambda: tf.repeat(image[..., :1], 3, axis=-1))
+  out.set_shape([None, None, channels])
+  return out
 
 
 def _to_uint8(image):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def fit_square(image, height, width):
+  """uint8 [height, width, C]: an image of that size as it is; any other cut
+  to its central square and resized (bilinear, antialiased when it shrinks
+  more than twice). The rule for images fed to models of in-memory and
+  image-folder datasets, in training and at every later use."""
+  shape = tf.shape(image)
+  channels = image.shape[-1]
+
+  def crop_resize():
+    side = tf.minimum(shape[0], shape[1])
+    top = (shape[0] - side) // 2
+    left = (shape[1] - side) // 2
+    square = image[top:top + side, left:left + side]
+    return _to_uint8(tf.cond(
+        side > 2 * max(height, width),
+        lambda: tf.image.resize(square, [height, width], antialias=True),
+        lambda: tf.image.resize(square, [height, width])))
+
+  same_size = tf.logical_and(tf.equal(shape[0], height),
+                             tf.equal(shape[1], width))
+  fitted = tf.cond(same_size, lambda: image, crop_resize)
+  fitted.set_shape([height, width, channels])
+  return fitted
 
 
 def resize_shorter_side(image, side):

@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from dhe_tf.data import datasets
+from dhe_tf.data import image_checks
 from dhe_tf.data import image_list
 from dhe_tf.data import protocols
 from dhe_tf.data import splits
@@ -159,7 +160,7 @@ def prepare_lists(nuswide_dir, out_dir, *, protocol="2k10k", split_seed=0,
   if image_root is not None:
     if not os.path.isdir(image_root):
       raise FileNotFoundError(f"Image root not found: {image_root}")
-    problems = image_list.check_images(os.path.join(image_root, p)
+    problems = image_checks.check_images(os.path.join(image_root, p)
                                        for p in paths)
     usable = np.array([os.path.join(image_root, p) not in problems
                        for p in paths], dtype=bool)

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.model import network as model_lib
-from dhe_tf.data import image_list
+from dhe_tf.data import image_checks
 from dhe_tf.data import images as images_lib
 from dhe_tf.data import pipeline
 from dhe_tf.core.errors import ConfigError
@@ -170,7 +170,7 @@ def image_paths(inputs):
       raise ConfigError(f"Image path not found: {item}")
   if not paths:
     raise ConfigError("No images given.")
-  problems = image_list.check_images(paths)
+  problems = image_checks.check_images(paths)
   if problems:
     shown = [problems[path] for path in paths if path in problems][:3]
     more = len(problems) - len(shown)
