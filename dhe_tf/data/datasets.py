@@ -23,6 +23,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+
+from dhe_tf.data import folders
+from dhe_tf.data.hashing_dataset import HashingDataset
 from dhe_tf.data import idx_files
 from dhe_tf.data import image_list
 from dhe_tf.data import images as images_lib
@@ -39,39 +42,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 NUSWIDE_21_NUM_CLASSES = 21
-
-
-@dataclasses.dataclass(frozen=True)
-class HashingDataset:
-  """One dataset under one protocol.
-
-  Attributes:
-    name: registry name, e.g. "embedded".
-    parts: "train", "query", "database" -> unbatched tf.data.Dataset of
-      (image uint8 [H, W, C], label float32 [C]).
-    split: part name -> int64 indices into the source images, or, for
-      image-list datasets, str image paths as the lists write them; the
-      i-th element of parts[part] is always split[part][i]. Image-list
-      datasets add "skipped": "list:line: reason" of each entry dropped
-      with on_bad_image="skip", when there are any; protocol "unseen" adds
-      "seen_classes": the class ids of the training images. Written into the
-      run directory so a run can be reproduced by another tool.
-    class_names: one name per label column.
-    multi_label: whether an image may carry several labels.
-    topk: default k of mAP@k; None means the whole database.
-    image_shape: (H, W, C) of every image.
-  """
-  name: str
-  parts: dict
-  split: dict
-  class_names: tuple
-  multi_label: bool
-  topk: int | None
-  image_shape: tuple
-
-  @property
-  def num_classes(self):
-    return len(self.class_names)
 
 
 def from_arrays(name, images, class_ids, class_names, *, protocol, split_seed,
@@ -224,18 +194,29 @@ class DatasetSpec:
   Attributes:
     load: keyword-only function (protocol, split_seed, data_dir, and
       seen_classes for array datasets, image_root, image_size, on_bad_image,
-      cache, seed for image-file datasets) -> HashingDataset.
+      cache, seed for image-file datasets, and all of these plus
+      queries_per_class, train_per_class, color_mode for collections)
+      -> HashingDataset.
     protocols: protocol name -> Protocol.
-    num_classes: number of classes (label columns).
+    num_classes: number of classes (label columns); 0 for a collection,
+      whose classes come from its data (`classes`).
     default_protocol: the protocol used when none is named.
     image_files: whether images are decoded from files (so that image_root,
       image_size, on_bad_image and cache apply).
+    center_crop: whether its images are cut to the central 224/256 window
+      (the list datasets of the literature) rather than fitted whole
+      (images.fit_square); the export and the service cut them alike.
+    classes: for a collection, data_dir -> its class names, read without
+      loading the images (so a config can be checked, and seen classes
+      named, before anything loads); None otherwise.
   """
   load: object
   protocols: dict
   num_classes: int
   default_protocol: str = "1k5k"
   image_files: bool = False
+  center_crop: bool = False
+  classes: object = None
 
 
 _ARRAY_PROTOCOLS = {p: PROTOCOLS[p]
@@ -252,7 +233,10 @@ DATASETS = {
     "cifar10": DatasetSpec(_cifar10, PROTOCOLS, len(CIFAR10_CLASSES)),
     "nuswide_21": DatasetSpec(_nuswide_21, protocols.NUSWIDE_PROTOCOLS,
                               NUSWIDE_21_NUM_CLASSES, default_protocol="2k10k",
-                              image_files=True),
+                              image_files=True, center_crop=True),
+    "folder": DatasetSpec(folders.load, protocols.COLLECTION_PROTOCOLS, 0,
+                          default_protocol="per_class", image_files=True,
+                          classes=folders.class_names),
 }
 
 
@@ -269,10 +253,26 @@ def default_protocol(name):
   return DATASETS[name].default_protocol
 
 
-def resolve_seen_classes(name, protocol, classes=(), *, split_seed=0):
+def class_names(name, data_dir=None):
+  """The class names of dataset `name` (read from data_dir for a collection),
+  or None for datasets of fixed classes known only by id here."""
+  check_name(name)
+  spec = DATASETS[name]
+  return tuple(spec.classes(data_dir)) if spec.classes else None
+
+
+def num_classes(name, data_dir=None):
+  """How many classes (label columns) dataset `name` has."""
+  names = class_names(name, data_dir)
+  return len(names) if names is not None else DATASETS[name].num_classes
+
+
+def resolve_seen_classes(name, protocol, classes=(), *, split_seed=0,
+                         data_dir=None):
   """The classes dataset `name` trains on under `protocol`, without loading
-  it: `classes` checked and sorted, or drawn with split_seed when empty;
-  () unless the protocol holds classes out ("unseen").
+  it: `classes` (ids, or names for a collection) checked and sorted, or
+  drawn with split_seed when empty; () unless the protocol holds classes out
+  ("unseen").
 
   Raises:
     ConfigError: classes given under another protocol, or impossible ones.
@@ -280,14 +280,20 @@ def resolve_seen_classes(name, protocol, classes=(), *, split_seed=0):
   check_name(name)
   spec = DATASETS[name]
   protocol = protocol or spec.default_protocol
+  settings = spec.protocols.get(protocol)
+  if not classes and (settings is None or settings.seen_fraction is None):
+    return ()  # Nothing to resolve: a collection's folder is not read.
+  names = class_names(name, data_dir)
   return protocols.resolve_seen_classes(
-      protocol, spec.protocols.get(protocol), classes,
-      num_classes=spec.num_classes, split_seed=split_seed)
+      protocol, settings, classes,
+      num_classes=len(names) if names is not None else spec.num_classes,
+      split_seed=split_seed, class_names=names)
 
 
 def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
                  image_root=None, image_size=None, on_bad_image="error",
-                 cache=None, seed=0, seen_classes=()):
+                 cache=None, seed=0, seen_classes=(), queries_per_class=0,
+                 train_per_class=0, color_mode="rgb"):
   """Returns the HashingDataset `name` under `protocol`.
 
   Args:
@@ -310,8 +316,12 @@ def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
       decoded images.
     seed: seed of the training order, crops and flips of image-file
       datasets.
-    seen_classes: the classes trained on under protocol "unseen"; empty:
-      floor(75 %) of them, drawn with split_seed.
+    seen_classes: the classes trained on under protocol "unseen" (ids, or
+      names for a collection); empty: floor(75 %) of them, drawn with
+      split_seed.
+    queries_per_class, train_per_class: the counts of a collection's
+      protocol; 0 for its own (100 and 500).
+    color_mode: a collection's images as "rgb" or "grayscale".
   """
   check_name(name)
   spec = DATASETS[name]
@@ -326,7 +336,7 @@ def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
     raise ConfigError(f"image_size must be at least 1. "
                       f"Received: image_size={image_size}")
   seen_classes = resolve_seen_classes(name, protocol, seen_classes,
-                                      split_seed=split_seed)
+                                      split_seed=split_seed, data_dir=data_dir)
   if not spec.image_files:
     if image_root:
       raise ConfigError(f"image_root applies to image-list datasets only; "
@@ -334,6 +344,14 @@ def load_dataset(name, *, protocol=None, split_seed=0, data_dir=None,
                         f"Received: image_root={image_root}")
     return spec.load(protocol=protocol, split_seed=split_seed,
                      data_dir=data_dir, seen_classes=seen_classes)
-  return spec.load(protocol=protocol, split_seed=split_seed, data_dir=data_dir,
-                   image_root=image_root, image_size=image_size,
-                   on_bad_image=on_bad_image, cache=cache, seed=seed)
+  files = dict(protocol=protocol, split_seed=split_seed, data_dir=data_dir,
+               image_root=image_root, image_size=image_size,
+               on_bad_image=on_bad_image, cache=cache, seed=seed)
+  if spec.classes is None:
+    return spec.load(**files)
+  if color_mode not in folders.COLOR_MODES:
+    raise ConfigError(f"Unknown color_mode {color_mode!r}. Available: "
+                      f"{', '.join(folders.COLOR_MODES)}")
+  return spec.load(**files, seen_classes=seen_classes,
+                   queries_per_class=queries_per_class,
+                   train_per_class=train_per_class, color_mode=color_mode)

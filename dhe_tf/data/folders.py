@@ -14,10 +14,16 @@ import collections
 import dataclasses
 import os
 
+from absl import logging
 import numpy as np
 
 from dhe_tf.core.errors import ConfigError
+from dhe_tf.data import image_checks
+from dhe_tf.data import images as images_lib
+from dhe_tf.data import protocols
+from dhe_tf.data.hashing_dataset import HashingDataset
 
+PARTS = ("query", "train", "database")
 # What tf.io.decode_image reads (WebP since TensorFlow 2.16).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 
@@ -69,6 +75,21 @@ def _images_of(root, class_name, ignored):
   return sorted(found)
 
 
+def _check_root(root):
+  if not root:
+    raise ConfigError("--dataset=folder reads one subfolder per class from "
+                      "--data_dir: pass --data_dir=DIR.")
+  if not os.path.isdir(root):
+    raise ConfigError(f"--data_dir={root} is not a directory.")
+
+
+def class_names(root):
+  """The class folders' names, sorted (no file is read)."""
+  _check_root(root)
+  return tuple(sorted(name for name in os.listdir(root) if not _hidden(name)
+                      and os.path.isdir(os.path.join(root, name))))
+
+
 def scan(root):
   """Lists the images of the class folders in `root`.
 
@@ -76,11 +97,7 @@ def scan(root):
     ConfigError: root missing, not a directory, or with fewer than two
       class folders; a class folder without an image; a symbolic link loop.
   """
-  if not root:
-    raise ConfigError("--dataset=folder reads one subfolder per class from "
-                      "--data_dir: pass --data_dir=DIR.")
-  if not os.path.isdir(root):
-    raise ConfigError(f"--data_dir={root} is not a directory.")
+  _check_root(root)
   ignored = collections.Counter()
   class_names = []
   for name in sorted(os.listdir(root)):
@@ -107,3 +124,70 @@ def scan(root):
   return ClassFolders(root=root, paths=np.array(paths),
                       class_ids=np.array(class_ids, np.int64),
                       class_names=tuple(class_names), ignored=dict(ignored))
+
+
+COLOR_MODES = {"rgb": 3, "grayscale": 1}  # Keras' names → channels.
+
+
+def _checked_files(root, paths, on_bad_image):
+  """(keep mask [N], "path: problem" of the dropped) after checking every
+  image file; BadEntriesError-like ConfigError naming them with "error"."""
+  problems = image_checks.check_images(os.path.join(root, p) for p in paths)
+  keep = np.array([os.path.join(root, p) not in problems for p in paths],
+                  dtype=bool)
+  bad = [problems[os.path.join(root, p)] for p in paths[~keep]]
+  if bad and on_bad_image == "error":
+    shown = "; ".join(bad[:5]) + ("" if len(bad) <= 5 else
+                                  f"; and {len(bad) - 5} more")
+    raise ConfigError(f"{len(bad)} unusable image files in {root}: {shown}. "
+                      "Fix or remove them, or pass --on_bad_image=skip.")
+  if bad:
+    logging.warning("Skipped %d unusable image files (--on_bad_image=skip): "
+                    "%s", len(bad), "; ".join(bad[:5]))
+  return keep, bad
+
+
+def load(*, protocol, split_seed, data_dir, image_root, image_size,
+            on_bad_image, cache, seed, seen_classes, queries_per_class,
+            train_per_class, color_mode):
+  """The HashingDataset of the class folders in data_dir: every image file
+  checked (image_checks), then split by a collection protocol
+  (protocols.COLLECTION_PROTOCOLS, counts from the command line) drawn with
+  split_seed; a DatasetSpec's `load` (dhe_tf.data.datasets)."""
+  if image_root:
+    raise ConfigError("image_root applies to list files; a class folder's "
+                      f"images are under --data_dir. Received: image_root="
+                      f"{image_root}")
+  found = scan(data_dir)
+  if found.ignored:
+    logging.info("Ignored in %s (not images): %s", data_dir, ", ".join(
+        f"{count} {reason}" for reason, count in sorted(found.ignored.items())))
+  keep, bad = _checked_files(data_dir, found.paths, on_bad_image)
+  paths, class_ids = found.paths[keep], found.class_ids[keep]
+  settings = protocols.with_counts(
+      protocols.COLLECTION_PROTOCOLS[protocol],
+      queries_per_class=queries_per_class, train_per_class=train_per_class)
+  split = protocols.single_label_split(
+      "folder", protocol, class_ids, split_seed=split_seed,
+      num_classes=len(found.class_names), seen_classes=seen_classes,
+      settings=settings, class_names=found.class_names)
+  # Training images in a seeded order: the files are sorted by class, and
+  # the batching pipeline's shuffle buffer only mixes nearby images.
+  split["train"] = np.random.default_rng(seed).permutation(split["train"])
+  one_hot = np.eye(len(found.class_names), dtype=np.float32)[class_ids]
+  image_size = image_size or images_lib.DEFAULT_IMAGE_SIZE
+  channels = COLOR_MODES[color_mode]
+  parts = images_lib.fitted_parts(
+      "folder", {part: [os.path.join(data_dir, p) for p in
+                        paths[split[part]]] for part in PARTS},
+      {part: one_hot[split[part]] for part in PARTS},
+      image_size=image_size, channels=channels, cache=cache)
+  recorded = {part: paths[split[part]] for part in PARTS}
+  if "seen_classes" in split:
+    recorded["seen_classes"] = split["seen_classes"]
+  if bad:
+    recorded["skipped"] = np.array(bad)
+  return HashingDataset(name="folder", parts=parts, split=recorded,
+                        class_names=found.class_names, multi_label=False,
+                        topk=None, image_shape=(image_size, image_size,
+                                                channels))

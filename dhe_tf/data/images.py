@@ -298,3 +298,41 @@ def file_parts(name, files, labels, *, image_size=DEFAULT_IMAGE_SIZE, seed=0,
       dataset = dataset.ignore_errors(log_warning=True)
     parts[part] = dataset
   return parts
+
+
+def fitted_parts(name, files, labels, *, image_size, channels, cache=None):
+  """The parts of a class-folder or list-file dataset: every image decoded
+  into `channels` (decode) and fitted to image_size × image_size
+  (fit_square), the rule the export and the service apply too, so a model
+  sees its images the same way in training and in use. Training images
+  vary by --augment (dhe_tf.data.pipeline), not here.
+
+  Args:
+    name: dataset name, part of the cache file names.
+    files: part name -> str [N] image paths.
+    labels: part name -> float32 [N, C].
+    image_size: side of the square images the parts yield.
+    channels: 1 (grey) or 3 (RGB).
+    cache: None, "memory" (not the database) or a directory, as in
+      file_parts; images are cached as they are yielded.
+
+  Returns:
+    part name -> tf.data.Dataset of (uint8 [image_size, image_size,
+    channels], float32 [C]), in the order of `files`.
+  """
+  def load(path, label):
+    image = decode(tf.io.read_file(path), channels)
+    return fit_square(image, image_size, image_size), label
+
+  parts = {}
+  for part, paths in files.items():
+    paths = np.asarray(paths, dtype=str)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (paths, np.asarray(labels[part], np.float32)))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    key = _cache_key(name, part, paths, f"{image_size}x{channels}")
+    # The database is read once or twice per run: not worth memory.
+    in_memory_database = cache == "memory" and part == "database"
+    parts[part] = _cached(dataset.ignore_errors(log_warning=True),
+                          None if in_memory_database else cache, key)
+  return parts

@@ -79,8 +79,46 @@ NUSWIDE_PROTOCOLS = {
 }
 
 
+# Protocols of the collections a user brings (class folders, list files):
+# drawn from the data with --split_seed, the counts set on the command line
+# (with_counts; 0 keeps these, the 1k5k rule).
+COLLECTION_PROTOCOLS = {
+    "per_class": Protocol(
+        "--queries_per_class queries and --train_per_class training images "
+        "per class (per label of multi-label data) drawn from all images "
+        "(default 100 and 500, the 1k5k rule); database = all but the "
+        "queries; mAP@ALL", topk=None, queries_per_class=100,
+        train_per_class=500),
+    "unseen": dataclasses.replace(
+        PROTOCOLS["unseen"],
+        description="--train_per_class training images per class of the "
+        "seen classes (--seen_classes, by name or id; default: 75 % drawn "
+        "with the split seed); --queries_per_class queries per other class; "
+        "database = the other classes' images but the queries; mAP@ALL"),
+}
+
+
+def with_counts(settings, *, queries_per_class=0, train_per_class=0):
+  """`settings` with the counts asked for on the command line (0: its own)."""
+  return dataclasses.replace(
+      settings,
+      queries_per_class=queries_per_class or settings.queries_per_class,
+      train_per_class=train_per_class or settings.train_per_class)
+
+
+def _class_id(entry, class_names):
+  """A class given as an id (int or digits) or, with class_names, a name."""
+  if isinstance(entry, (int, np.integer)) or str(entry).isdigit():
+    return int(entry)
+  if class_names and entry in class_names:
+    return list(class_names).index(entry)
+  available = (f"Available: {', '.join(class_names)}" if class_names else
+               "this dataset's classes are given by id")
+  raise ConfigError(f"Unknown class {entry!r} in seen_classes. {available}")
+
+
 def resolve_seen_classes(protocol, settings, seen_classes, *, num_classes,
-                         split_seed):
+                         split_seed, class_names=None):
   """The classes trained on under a protocol that holds classes out.
 
   Args:
@@ -90,15 +128,16 @@ def resolve_seen_classes(protocol, settings, seen_classes, *, num_classes,
       floor(seen_fraction × num_classes) classes with split_seed.
     num_classes: the dataset's number of classes.
     split_seed: seed of the draw.
+    class_names: the classes' names, so that seen_classes may name them.
 
   Returns:
-    sorted tuple of int; () under a protocol that trains on every class.
+    sorted tuple of int (class ids); () under a protocol that trains on every class.
 
   Raises:
     ConfigError: seen_classes under another protocol, or a class out of
       range, repeated, or no seen or no unseen class left.
   """
-  seen = tuple(int(c) for c in seen_classes or ())
+  seen = tuple(_class_id(c, class_names) for c in seen_classes or ())
   received = f"Received: seen_classes={','.join(map(str, seen))}"
   if settings is None or settings.seen_fraction is None:
     if seen:
@@ -120,7 +159,8 @@ def resolve_seen_classes(protocol, settings, seen_classes, *, num_classes,
 
 
 def single_label_split(dataset, protocol, class_ids, *, split_seed,
-                       num_train=None, num_classes=None, seen_classes=()):
+                       num_train=None, num_classes=None, seen_classes=(),
+                       settings=None, class_names=None):
   """Draws the split of single-label images under `protocol`.
 
   Args:
@@ -133,6 +173,8 @@ def single_label_split(dataset, protocol, class_ids, *, split_seed,
     num_classes: the number of classes (default: the largest class id + 1).
     seen_classes: the classes trained on under protocol "unseen"; empty
       for a draw with split_seed (resolve_seen_classes).
+    settings: the Protocol to draw with; None for PROTOCOLS[protocol].
+    class_names: names of the classes by id, for errors (splits).
 
   Returns:
     dict with int64 index arrays "query", "train" and "database", and
@@ -142,10 +184,10 @@ def single_label_split(dataset, protocol, class_ids, *, split_seed,
     ConfigError: an unknown protocol, "10k50k" without num_train, or bad
       seen_classes.
   """
-  if protocol not in PROTOCOLS:
+  if settings is None and protocol not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r} for dataset "
                       f"{dataset!r}. Available: {', '.join(sorted(PROTOCOLS))}")
-  settings = PROTOCOLS[protocol]
+  settings = settings or PROTOCOLS[protocol]
   if num_classes is None:
     num_classes = int(np.max(class_ids)) + 1
   seen = resolve_seen_classes(protocol, settings, seen_classes,
@@ -154,7 +196,7 @@ def single_label_split(dataset, protocol, class_ids, *, split_seed,
     split = splits.split_unseen_classes(
         class_ids, seen_classes=seen, seed=split_seed,
         queries_per_class=settings.queries_per_class,
-        train_per_class=settings.train_per_class)
+        train_per_class=settings.train_per_class, class_names=class_names)
     return dict(split, seen_classes=np.array(seen, dtype=np.int64))
   if settings.queries_per_class is None:
     if num_train is None:
@@ -163,4 +205,4 @@ def single_label_split(dataset, protocol, class_ids, *, split_seed,
     return splits.split_official(num_train, len(class_ids))
   return splits.split_per_class(
       class_ids, seed=split_seed, queries_per_class=settings.queries_per_class,
-      train_per_class=settings.train_per_class)
+      train_per_class=settings.train_per_class, class_names=class_names)

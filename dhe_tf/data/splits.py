@@ -11,8 +11,12 @@ import numpy as np
 from dhe_tf.core.errors import ConfigError
 
 
+def _class_name(c, class_names):
+  return f"Class {class_names[c]!r}" if class_names else f"Class {c}"
+
+
 def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,
-                    database="rest"):
+                    database="rest", class_names=None):
   """Draws a stratified query / train / database split of single-label data.
 
   Args:
@@ -23,6 +27,8 @@ def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,
     seed: seed of the draw; the same seed always gives the same split.
     database: "rest" for every image that is not a query (the training images
       included, as in the `1k5k` protocol of DeepHash-pytorch's "cifar10-1").
+    class_names: names of the classes by id, for the error of a class too
+      small; None to name them by id.
 
   Returns:
     dict with int64 index arrays "query", "train" and "database", each sorted.
@@ -41,8 +47,9 @@ def split_per_class(class_ids, *, queries_per_class, train_per_class, seed,
     needed = queries_per_class + train_per_class
     if len(members) < needed:
       raise ConfigError(
-          f"Class {c} has {len(members)} images but the split needs {needed} "
-          f"({queries_per_class} queries + {train_per_class} training).")
+          f"{_class_name(c, class_names)} has {len(members)} images but the "
+          f"split needs {needed} ({queries_per_class} queries + "
+          f"{train_per_class} training).")
     drawn = rng.permutation(members)[:needed]
     query.append(drawn[:queries_per_class])
     train.append(drawn[queries_per_class:])
@@ -59,7 +66,7 @@ def draw_classes(num_classes, count, *, seed):
 
 
 def split_unseen_classes(class_ids, *, seen_classes, queries_per_class,
-                         train_per_class, seed):
+                         train_per_class, seed, class_names=None):
   """Draws a split whose queries and database hold classes never trained on.
 
   Protocol of Sablayrolles et al., "How should we evaluate supervised
@@ -71,6 +78,7 @@ def split_unseen_classes(class_ids, *, seen_classes, queries_per_class,
     queries_per_class: queries drawn from each other (unseen) class.
     train_per_class: training images drawn from each seen class.
     seed: seed of the draw.
+    class_names: as in split_per_class.
 
   Returns:
     dict with int64 index arrays, each sorted: "train" (seen classes only),
@@ -87,8 +95,8 @@ def split_unseen_classes(class_ids, *, seen_classes, queries_per_class,
                     else ("query", queries_per_class))
     members = np.flatnonzero(class_ids == c)
     if len(members) < needed:
-      raise ConfigError(f"Class {c} has {len(members)} images but the split "
-                        f"needs {needed} ({part}).")
+      raise ConfigError(f"{_class_name(c, class_names)} has {len(members)} "
+                        f"images but the split needs {needed} ({part}).")
     drawn[part].append(rng.permutation(members)[:needed])
   query, train = (np.sort(np.concatenate(drawn[p] or [[]])).astype(np.int64)
                   for p in ("query", "train"))

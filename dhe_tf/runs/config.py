@@ -50,9 +50,15 @@ class TrainConfig:
       "2k10k for nuswide_21: the lists of tools/prepare_nuswide.py, mAP@5000;"
       " unseen: train on 75 % of the classes, retrieve the others; tiny, "
       "unseen_tiny: trial runs). Empty: the dataset's default.")
-  seen_classes: tuple[int, ...] = _field(
-      (), "Classes trained on under --protocol=unseen; empty = a seeded draw "
-      "of 75 % with --split_seed; flags.json records the drawn ones.")
+  seen_classes: tuple[str, ...] = _field(
+      (), "Classes trained on under --protocol=unseen, by id (or by name for"
+      " folder and list data); empty = a seeded draw of 75 % with "
+      "--split_seed; flags.json records the ids.")
+  queries_per_class: int = _field(
+      0, "Queries per class (per label) of folder and list data's protocols;"
+      " 0 = 100 (the 1k5k rule).")
+  train_per_class: int = _field(
+      0, "Training images per class (per label), likewise; 0 = 500.")
   split_seed: int = _field(0, "Seed of the split; fixed so runs are "
                            "comparable.")
   data_dir: str | None = _field(
@@ -76,7 +82,10 @@ class TrainConfig:
       "none", "Backbone weights: imagenet, none, or a weights file.")
   image_size: int | None = _field(
       None, "Side of the images the pretrained backbones see (resized in the "
-      "graph), and of the crops of image-file datasets (nuswide_21); 0 = 224.")
+      "graph), and of the images of image-file datasets (folder, list: "
+      "fitted whole; nuswide_21: cropped); 0 = 224.")
+  color_mode: str = _field(
+      "rgb", "Images of folder and list data as rgb or grayscale.")
   fc_units: tuple[int, ...] = _field(
       (), "Sizes of ReLU layers between the backbone and the hash layer, e.g. "
       "512,256.")
@@ -328,7 +337,7 @@ def resolve(config):
       config, protocol=protocol,
       seen_classes=datasets.resolve_seen_classes(
           config.dataset, protocol, config.seen_classes,
-          split_seed=config.split_seed),
+          split_seed=config.split_seed, data_dir=config.data_dir),
       hash_loss_weight=(method.hash_loss_weight
                         if config.hash_loss_weight is None
                         else config.hash_loss_weight),
@@ -346,7 +355,8 @@ _LOWER_BOUNDS = (
     ("batch_size", 2, False), ("validation_every", 1, False),
     ("topk", 1, False), ("learning_rate", 0, True),
     ("hash_loss_weight", 0, False), ("classification_weight", 0, False),
-    ("hash_loss_warmup_epochs", 0, False),
+    ("hash_loss_warmup_epochs", 0, False), ("queries_per_class", 0, False),
+    ("train_per_class", 0, False),
     ("backbone_lr_multiplier", 0, False), ("freeze_backbone_epochs", 0, False),
     ("warmup_epochs", 0, False), ("weight_decay", 0, False),
     ("hamming_classifier", 0, False))
@@ -389,7 +399,7 @@ def validate(config):
   pipeline.check_sampler(
       config.sampler, config.classes_per_batch, batch_size=config.batch_size,
       num_classes=(len(config.seen_classes) or
-                   datasets.DATASETS[config.dataset].num_classes))
+                   datasets.num_classes(config.dataset, config.data_dir)))
   hardware.check(config.strategy, config.jit_compile, config.mixed_precision)
   optimization.check_schedule(
       config.lr_schedule, epochs=config.epochs,

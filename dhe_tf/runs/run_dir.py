@@ -180,7 +180,7 @@ class Run:
   def center_crop(self):
     """Whether the model's images are cut like image-file datasets' (the
     central window of the shorter side; dhe_tf.model.inference.decode_image)."""
-    return datasets.DATASETS[self.config.dataset].image_files
+    return datasets.DATASETS[self.config.dataset].center_crop
 
   @property
   def bits(self):
@@ -279,7 +279,10 @@ def load_data(config):
                                image_size=config.image_size,
                                on_bad_image=config.on_bad_image,
                                cache=config.data_cache, seed=config.seed,
-                               seen_classes=config.seen_classes)
+                               seen_classes=config.seen_classes,
+                               queries_per_class=config.queries_per_class,
+                               train_per_class=config.train_per_class,
+                               color_mode=config.color_mode)
 
 
 def split_training_part(config, data):
