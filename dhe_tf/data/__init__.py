@@ -6,6 +6,7 @@
     splits       drawing and checking query / train / database indices
     images       image files: decoding, crops, checks
     folders      class folders (DIR/<class>/<image>): scan, check, split, load
+    list_dataset --dataset=list: three given lists, or one list split
     image_list   list files (`path l0 … l{C-1}`): read, write, check
     image_checks whether an image file can be used (header, decoding, size)
     nuswide      NUS-WIDE lists from the official release

@@ -28,6 +28,7 @@ from dhe_tf.data import folders
 from dhe_tf.data.hashing_dataset import HashingDataset
 from dhe_tf.data import idx_files
 from dhe_tf.data import image_list
+from dhe_tf.data import list_dataset
 from dhe_tf.data import images as images_lib
 from dhe_tf.data import protocols
 from dhe_tf.data import tfds_source
@@ -114,61 +115,6 @@ def _cifar10(*, protocol, split_seed, data_dir, seen_classes):
                      num_train=num_train, seen_classes=seen_classes)
 
 
-def _check_lists_protocol(data_dir, protocol):
-  drawn_for = image_list.read_protocol(data_dir)
-  if drawn_for is not None and drawn_for != protocol:
-    raise ConfigError(f"The lists in {data_dir} were drawn for protocol "
-                      f"{drawn_for!r} ({image_list.PROTOCOL_FILE}); pass "
-                      f"--protocol={drawn_for}. Received: protocol={protocol}")
-
-
-def from_image_lists(name, data_dir, *, num_classes, topk, image_root,
-                     image_size, on_bad_image, cache, seed):
-  """Builds a multi-label HashingDataset from the list files in `data_dir`.
-
-  Args:
-    name: the dataset's registry name.
-    data_dir: holds train.txt, test.txt (the queries) and database.txt, lines
-      `relative/path.jpg l0 … l{num_classes-1}`; optionally concepts.txt
-      (class names) and protocol.json (written by tools/prepare_nuswide.py).
-    num_classes: label columns of each line.
-    topk: default k of mAP@k.
-    image_root: directory the listed paths are relative to; None: data_dir.
-    image_size: side of the square crops; None: 224.
-    on_bad_image: "error" or "skip", see dhe_tf.data.image_list.
-    cache: see dhe_tf.data.images.file_parts.
-    seed: seed of the training order, crops and flips.
-  """
-  image_root = image_root or data_dir
-  image_size = image_size or images_lib.DEFAULT_IMAGE_SIZE
-  class_names = image_list.read_class_names(data_dir, num_classes)
-  lists, skipped = image_list.load_lists(
-      {part: os.path.join(data_dir, file)
-       for part, file in image_list.LIST_FILES.items()},
-      num_classes=num_classes, image_root=image_root,
-      on_bad_image=on_bad_image)
-  image_list.check_held_out(lists)
-  # Training images in a seeded random order (lists are often sorted by
-  # folder, and the batching pipeline's shuffle buffer only mixes nearby
-  # images); split["train"] records that order.
-  train = lists["train"]
-  order = np.random.default_rng(seed).permutation(len(train.paths))
-  lists["train"] = image_list.ImageList(train.list_file, train.paths[order],
-                                        train.labels[order], train.lines[order])
-  parts = images_lib.file_parts(
-      name, {part: [os.path.join(image_root, path)
-                    for path in lists[part].paths] for part in lists},
-      {part: lists[part].labels for part in lists},
-      image_size=image_size, seed=seed, cache=cache)
-  split = {part: lists[part].paths for part in ("query", "train", "database")}
-  if skipped:
-    split["skipped"] = np.array([str(entry) for entry in skipped])
-  return HashingDataset(name=name, parts=parts, split=split,
-                        class_names=class_names,
-                        multi_label=True, topk=topk,
-                        image_shape=(image_size, image_size, 3))
-
-
 def _nuswide_21(*, protocol, split_seed, data_dir, image_root, image_size,
                 on_bad_image, cache, seed):
   del split_seed  # The lists hold the split (drawn by prepare_nuswide.py).
@@ -179,12 +125,16 @@ def _nuswide_21(*, protocol, split_seed, data_dir, image_root, image_size,
         "--data_dir=DIR and --image_root=DIR of the images.")
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f"Data directory not found: {data_dir}")
-  _check_lists_protocol(data_dir, protocol)
-  return from_image_lists(
+  drawn_for = image_list.read_protocol(data_dir)
+  if drawn_for is not None and drawn_for != protocol:
+    raise ConfigError(f"The lists in {data_dir} were drawn for protocol "
+                      f"{drawn_for!r} ({image_list.PROTOCOL_FILE}); pass "
+                      f"--protocol={drawn_for}. Received: protocol={protocol}")
+  return list_dataset.from_lists(
       "nuswide_21", data_dir, num_classes=NUSWIDE_21_NUM_CLASSES,
       topk=protocols.NUSWIDE_PROTOCOLS[protocol].topk, image_root=image_root,
       image_size=image_size, on_bad_image=on_bad_image, cache=cache,
-      seed=seed)
+      seed=seed, center_crop=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +187,9 @@ DATASETS = {
     "folder": DatasetSpec(folders.load, protocols.COLLECTION_PROTOCOLS, 0,
                           default_protocol="per_class", image_files=True,
                           classes=folders.class_names),
+    "list": DatasetSpec(list_dataset.load, list_dataset.PROTOCOLS, 0,
+                        default_protocol="per_class", image_files=True,
+                        classes=list_dataset.class_names),
 }
 
 

@@ -34,6 +34,10 @@ from dhe_tf.core.errors import ConfigError
 LIST_FILES = {"train": "train.txt", "query": "test.txt",
               "database": "database.txt"}
 CONCEPTS_FILE = "concepts.txt"  # One class name per line, in label order.
+# --dataset=list: the class names (either file), and the one list that a
+# protocol splits when the three lists above are not there.
+CLASS_NAME_FILES = ("classes.txt", CONCEPTS_FILE)
+ONE_LIST = "images.txt"
 PROTOCOL_FILE = "protocol.json"  # The protocol and seed the lists hold.
 
 ON_BAD_IMAGE = ("error", "skip")
@@ -163,10 +167,13 @@ def write_lists(out_dir, lists, *, class_names, record):
 
 
 def read_class_names(data_dir, num_classes):
-  """The names in data_dir's CONCEPTS_FILE; `concept_<i>` without one."""
-  path = os.path.join(data_dir, CONCEPTS_FILE)
-  if not os.path.isfile(path):
+  """The names in data_dir's classes.txt or concepts.txt (CLASS_NAME_FILES);
+  `concept_<i>` without one."""
+  found = [os.path.join(data_dir, name) for name in CLASS_NAME_FILES
+           if os.path.isfile(os.path.join(data_dir, name))]
+  if not found:
     return tuple(f"concept_{i}" for i in range(num_classes))
+  path = found[0]
   with open(path, encoding="utf-8") as f:
     names = tuple(line.strip() for line in f if line.strip())
   if len(names) != num_classes:
