@@ -188,7 +188,7 @@ def test_image_problems_are_found_cheaply_and_named(tmp_path):
       "header.jpg": good[:40],
       "random.jpg": bytes(range(200)),
       "empty.jpg": b"",
-      "image.png": tf.io.encode_png(np.zeros((4, 5, 3), np.uint8)).numpy(),
+      "image.png": tf.io.encode_png(np.zeros((8, 9, 3), np.uint8)).numpy(),
   }
   for name, data in cases.items():
     _write(str(tmp_path / name), data)

@@ -10,10 +10,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 pytest.importorskip("apache_beam")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import image_samples
+from dhe_tf.data import folders
 from dhe_tf.encoding import shards as code_shards
 from dhe_tf.encoding import pipeline as encoding_pipeline
 from dhe_tf.saved_model import exporter
@@ -24,7 +27,15 @@ from dhe_tf.data import datasets
 from dhe_tf.core.errors import ConfigError
 
 NUM_IMAGES = 240
-CORRUPT, MISSING = 80, 170  # Lines of the list that name bad images.
+# Lines of the list that name bad images: a TIFF, a truncated PNG, a missing
+# file, an animated WebP.
+TIFF, CORRUPT, MISSING, ANIMATED = 30, 80, 170, 200
+BAD = {TIFF: "scan.tif", CORRUPT: "corrupt.png", MISSING: "missing.png",
+       ANIMATED: "animated.webp"}
+# The good images' formats, by i % 10: JPEG (RGB and CMYK), GIF, BMP, WebP
+# and PNG.
+FORMATS = {0: ("jpg", None), 5: ("jpg", "CMYK"), 1: ("gif", None),
+           3: ("bmp", None), 7: ("webp", None)}
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +49,30 @@ def export(small_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_list(tmp_path_factory):
-  """An image list of NUM_IMAGES + 2 lines: PNG and JPEG files of the
-  embedded images with one-hot labels, a corrupt file at line CORRUPT and a
-  missing one at line MISSING (0-based). Returns (list path, the good
-  images' paths, their ids, their labels)."""
+  """An image list of NUM_IMAGES + 4 lines: files of the embedded images in
+  every format (FORMATS) with one-hot labels, and at the lines of BAD
+  (0-based) a TIFF, a truncated PNG, a missing file and an animated WebP.
+  Returns (list path, the good images' paths, their ids, their labels)."""
   folder = tmp_path_factory.mktemp("encode_images")
   images, class_ids = datasets.load_embedded_arrays()
   lines, good, ids, labels = [], [], [], []
   for i in range(NUM_IMAGES):
-    if len(lines) in (CORRUPT, MISSING):
-      name = "corrupt.png" if len(lines) == CORRUPT else "missing.png"
-      lines.append(f"{name} " + " ".join(["0"] * 9 + ["1"]))
-    name = f"im{i:04d}.jpg" if i % 5 == 0 else f"im{i:04d}.png"
-    encode = tf.io.encode_jpeg if name.endswith(".jpg") else tf.io.encode_png
-    tf.io.write_file(str(folder / name), encode(images[i]))
+    if len(lines) in BAD:
+      lines.append(f"{BAD[len(lines)]} " + " ".join(["0"] * 9 + ["1"]))
+    extension, mode = FORMATS.get(i % 10, ("png", None))
+    name = f"im{i:04d}.{extension}"
+    image = Image.fromarray(images[i][..., 0])
+    image.convert(mode or image.mode).save(folder / name)
     one_hot = np.eye(10, dtype=np.uint8)[class_ids[i]]
     ids.append(len(lines))
     lines.append(f"{name} " + " ".join(map(str, one_hot)))
     good.append(str(folder / name))
     labels.append(one_hot)
-  (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+  png = tf.io.encode_png(images[0]).numpy()
+  (folder / "corrupt.png").write_bytes(png[:len(png) // 2])
+  refused = image_samples.refused_files()
+  (folder / "scan.tif").write_bytes(refused["photo.tiff"][0])
+  (folder / "animated.webp").write_bytes(refused["animated.webp"][0])
   (folder / "list.txt").write_text("\n".join(lines) + "\n")
   return str(folder / "list.txt"), good, np.array(ids), np.array(labels)
 
@@ -80,12 +95,12 @@ def test_codes_equal_the_codes_of_search_build(export, image_list, encoded,
   manifest_read, ids, sources, packed, labels = code_shards.read_codes(
       output)
   assert manifest_read == manifest
-  assert manifest["count"] == NUM_IMAGES and manifest["rejects"] == 2
+  assert manifest["count"] == NUM_IMAGES and manifest["rejects"] == 4
   assert manifest["bits"] == 12 and len(manifest["shards"]) == 3
   assert manifest["fingerprint"] == inference.model_fingerprint(model)
   assert sum(shard["rows"] for shard in manifest["shards"]) == NUM_IMAGES
   assert manifest["metrics"]["images_encoded"] == NUM_IMAGES
-  assert manifest["metrics"]["images_rejected"] == 2
+  assert manifest["metrics"]["images_rejected"] == 4
   np.testing.assert_array_equal(ids, want_ids)
   assert list(sources) == good
   np.testing.assert_array_equal(labels, want_labels)
@@ -100,15 +115,22 @@ def test_rejects_are_listed_with_their_reasons(image_list, encoded):
   list_path, _, _, _ = image_list
   folder = os.path.dirname(list_path)
   rejects = code_shards.read_rejects(encoded[0])
-  assert [row["id"] for row in rejects] == [CORRUPT, MISSING]
-  assert rejects[0]["source"] == os.path.join(folder, "corrupt.png")
-  assert rejects[0]["reason"].startswith(
-      "cannot decode image: Invalid PNG"), rejects[0]
-  assert rejects[1]["source"] == os.path.join(folder, "missing.png")
-  assert rejects[1]["reason"].startswith(
+  assert [row["id"] for row in rejects] == sorted(BAD)
+  assert [row["source"] for row in rejects] == [
+      os.path.join(folder, BAD[line]) for line in sorted(BAD)]
+  tiff, corrupt, missing, animated = (row["reason"] for row in rejects)
+  # Refused from their headers, with the line of dhe_tf.search and training.
+  assert tiff == (f"cannot use image {folder}/scan.tif: TIFF is not decoded "
+                  "by TensorFlow: convert it to JPEG, PNG, GIF, BMP or WebP")
+  assert animated.startswith(f"cannot use image {folder}/animated.webp: An "
+                             "animated WebP is not decoded by TensorFlow")
+  assert corrupt.startswith("cannot decode image: "), corrupt  # Decoding.
+  assert missing.startswith(
       f"cannot read {os.path.join(folder, 'missing.png')}")
-  assert encoded[1]["metrics"]["rejected_undecodable"] == 1
-  assert encoded[1]["metrics"]["rejected_unreadable"] == 1
+  metrics = encoded[1]["metrics"]
+  assert metrics["rejected_unsupported_format"] == 2
+  assert metrics["rejected_undecodable"] == 1
+  assert metrics["rejected_unreadable"] == 1
 
 
 def test_index_from_codes_answers_like_the_index_from_images(
@@ -167,17 +189,19 @@ def test_command_line_reports_a_bad_export_in_one_line(image_list, tmp_path):
 def test_a_folder_encodes_like_the_list_of_its_images(export, image_list,
                                                       encoded, tmp_path):
   # A new user's case: one command over a folder of pictures. Its ids are
-  # the ranks of the sorted file names; a file that is not an image is a
-  # reject, the list file beside them is not an image file and not read.
+  # the ranks of the sorted names of its image files; one that cannot be
+  # used is a reject; the list file and the .tif beside them are not image
+  # files and not read.
   list_path, good, _, _ = image_list
   folder = os.path.dirname(list_path)
   manifest = encoding_pipeline.encode(export[0], folder,
                                       str(tmp_path / "codes"))
   _, ids, sources, packed, _ = code_shards.read_codes(str(tmp_path / "codes"))
-  names = sorted(f for f in os.listdir(folder) if f != "list.txt")
-  assert manifest["count"] == NUM_IMAGES and manifest["rejects"] == 1
+  names = sorted(f for f in os.listdir(folder)
+                 if f.endswith(folders.IMAGE_EXTENSIONS))
+  assert manifest["count"] == NUM_IMAGES and manifest["rejects"] == 2
   assert [os.path.basename(s) for s in sources] == [
-      n for n in names if n != "corrupt.png"]
+      n for n in names if n not in ("corrupt.png", "animated.webp")]
   np.testing.assert_array_equal(
       ids, [names.index(os.path.basename(s)) for s in sources])
   _, _, list_sources, list_packed, _ = code_shards.read_codes(encoded[0])

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import image_samples
+
 from dhe_tf.saved_model import exporter
 from dhe_tf.model import inference
 from dhe_tf.core import codes as codes_lib
@@ -37,6 +39,28 @@ by_uint8 = loaded.signatures["pixels_uint8"](
 np.savez(out, **{f"bytes_{k}": v.numpy() for k, v in by_bytes.items()},
          **{f"pixels_{k}": v.numpy() for k, v in by_pixels.items()},
          **{f"uint8_{k}": v.numpy() for k, v in by_uint8.items()})
+assert not [m for m in sys.modules if m.startswith("dhe_tf")]
+"""
+
+
+# serving_default alone, on files of every format one by one and in one
+# batch; then on an animated WebP, which TensorFlow's decoder would crash on.
+_SERVE_FORMATS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+export, files, refused, out = sys.argv[1:]
+serve = tf.saved_model.load(export).signatures["serving_default"]
+data = [open(f, "rb").read() for f in json.loads(files)]
+batch = serve(images=tf.constant(data))["bits"].numpy()
+one_by_one = np.concatenate([serve(images=tf.constant([d]))["bits"].numpy()
+                             for d in data])
+try:
+  serve(images=tf.constant([open(refused, "rb").read()]))
+  error = ""
+except tf.errors.InvalidArgumentError as e:
+  error = e.message
+np.savez(out, batch=batch, one_by_one=one_by_one, error=error)
 assert not [m for m in sys.modules if m.startswith("dhe_tf")]
 """
 
@@ -115,6 +139,38 @@ def test_fresh_process_serves_the_keras_models_bits(exported, tmp_path):
                                activations, atol=1e-6)
   assert served["bytes_packed"].shape == (len(files), 2)
   assert served["bytes_bits"].dtype == np.uint8
+
+
+def test_fresh_process_serves_every_format_as_the_keras_model(exported,
+                                                              tmp_path):
+  # GIF, BMP and CMYK JPEG failed with TensorFlow's decoders asked for the
+  # grey model's 1 channel; WebP, 16-bit, palette, grey + alpha PNGs too.
+  path, model = exported
+  good = image_samples.good_files(seed=1)
+  refused = image_samples.refused_files()
+  files = image_samples.write(str(tmp_path), {
+      name: good[name] for name in (
+          "gif_palette.gif", "gif_animated.gif", "bmp_grey.bmp",
+          "bmp_rgb.bmp", "jpeg_cmyk.jpg", "webp_rgb.webp", "webp_rgba.webp",
+          "png_grey16.png", "png_palette.png", "png_grey_alpha.png")})
+  animated = image_samples.write(str(tmp_path), {
+      "animated.webp": refused["animated.webp"]})["animated.webp"]
+  decoded = np.stack([
+      inference.decode_image(tf.io.read_file(f), (28, 28, 1),
+                             center_crop=False).numpy()
+      for f in files.values()])
+  out = str(tmp_path / "served.npz")
+  result = _python("-c", _SERVE_FORMATS, path, json.dumps(list(
+      files.values())), animated, out, cwd=str(tmp_path),
+                   env={**os.environ, "PYTHONPATH": ""})
+  assert result.returncode == 0, result.stderr[-3000:]
+  served = np.load(out)
+  bits, _ = _keras_codes(model, decoded)
+  assert len(np.unique(bits, axis=0)) > 1  # The codes differ.
+  np.testing.assert_array_equal(served["batch"], bits)
+  np.testing.assert_array_equal(served["one_by_one"], bits)
+  assert ("An animated WebP is not decoded by TensorFlow: send JPEG, PNG, "
+          "GIF, BMP or WebP") in str(served["error"])
 
 
 def test_saved_model_cli_lists_the_signatures(exported):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import image_samples
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.runs import config as config_lib
 from dhe_tf import index as index_lib
@@ -136,6 +137,28 @@ def test_index_of_a_folder_finds_its_own_pictures(small_run, pictures,
                                         codes_lib.pack(codes))[0]
   assert [hit["distance"] for hit in result["neighbors"]] == sorted(
       distances)
+
+
+def test_a_folder_of_every_format_is_indexed_and_found(small_run, tmp_path):
+  model_dir, _ = small_run
+  folder = tmp_path / "formats"
+  folder.mkdir()
+  paths = sorted(image_samples.write(
+      str(folder), image_samples.good_files(seed=4)).values())
+  path = str(tmp_path / "index")
+  manifest = searcher.build_index(model_dir, path, images=[str(folder)])
+  assert manifest["count"] == len(paths) == 15
+  found = searcher.query_index(path, model_dir=model_dir, images=paths, k=1)
+  for query, result in zip(paths, found["results"]):
+    (hit,) = result["neighbors"]
+    assert hit["distance"] == 0, query  # Each file finds its own code.
+  refused = image_samples.write(str(tmp_path), image_samples.refused_files())
+  with pytest.raises(ConfigError, match=re.escape(
+      f"Not an image the model can read: cannot use image "
+      f"{refused['photo.tiff']}: TIFF is not decoded by TensorFlow: convert "
+      "it to JPEG, PNG, GIF, BMP or WebP")):
+    searcher.query_index(path, model_dir=model_dir,
+                         images=[paths[0], refused["photo.tiff"]])
 
 
 def test_bad_queries_are_named(part_index, other_small_run, small_run,

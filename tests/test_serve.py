@@ -19,6 +19,7 @@ import requests
 import tensorflow as tf
 from PIL import Image
 
+import image_samples
 from dhe_tf.core import codes as codes_lib
 from dhe_tf import index as index_lib
 from dhe_tf.runs import run_dir
@@ -119,6 +120,23 @@ def test_image_search_equals_search_query(served):
   assert len(found["results"]) == 10  # The default k.
 
 
+def test_gif_bmp_cmyk_jpeg_and_webp_uploads_are_answered(served, tmp_path):
+  # The grey model's service called them corrupt (GIF, BMP, CMYK JPEG) or
+  # refused them (WebP).
+  good = image_samples.good_files(seed=3)
+  paths = image_samples.write(str(tmp_path), {
+      name: good[name] for name in ("gif_palette.gif", "bmp_rgb.bmp",
+                                    "jpeg_cmyk.jpg", "webp_rgb.webp")})
+  want = searcher.query_index(served["index"], model_dir=served["model_dir"],
+                              images=list(paths.values()), k=5)
+  for (name, path), expected in zip(paths.items(), want["results"]):
+    with open(path, "rb") as f:
+      response = _post(served["url"], files={"image": (name, f.read())},
+                       data={"k": "5"})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == expected["neighbors"], name
+
+
 def test_code_search_equals_search_query(served):
   url = served["url"]
   for code in ("010011001010", "111111111111"):
@@ -165,6 +183,9 @@ def test_bad_input_gets_a_4xx_json_error_and_the_service_goes_on(served):
   cases = [
       (dict(files={"image": ("notes.txt", b"not an image", "text/plain")}),
        415, "Not an image"),
+      (dict(files={"image": ("scan.tiff", image_samples.refused_files()[
+          "photo.tiff"][0])}), 415,
+       "TIFF is not decoded by TensorFlow: send JPEG, PNG, GIF, BMP or WebP"),
       (dict(files={"image": ("cut.png", png[:len(png) // 2])}), 400,
        "truncated or corrupt"),
       (dict(files={"image": ("cut.jpg", jpeg.getvalue()[:2000])}), 400,

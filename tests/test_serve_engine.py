@@ -1,8 +1,11 @@
 """The service's engine in-process (dhe_tf.service.Service): a damaged index
 is named, in the service and in dhe_tf.search alike; an exported SavedModel
-and the Milvus backend give the same answers as the run and FAISS."""
+and the Milvus backend give the same answers as the run and FAISS; uploads
+of every image format are answered as dhe_tf.search answers for the files,
+and other formats are named."""
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -11,11 +14,14 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
+import image_samples
 from dhe_tf.saved_model import exporter
 from dhe_tf import index as index_lib
 from dhe_tf.index import searcher
 from dhe_tf.service import engine as service_lib
+from dhe_tf.service import uploads
 from dhe_tf.data import datasets
 from dhe_tf.core.errors import ConfigError
 from dhe_tf.core.errors import DamagedIndexError
@@ -108,6 +114,67 @@ def test_the_engine_answers_as_search_query_and_limits_requests(engine,
   with pytest.raises(ConfigError, match=re.escape(
       "max_k must be a positive integer. Received: max_k=0")):
     service_lib.Service(index, model_dir=small_run[0], max_k=0)
+
+
+def test_every_format_is_answered_as_search_query_and_others_are_named(
+    engine, small_run, tmp_path):
+  service, index, _ = engine
+  paths = image_samples.write(str(tmp_path), image_samples.good_files(2))
+  # `dhe_tf.search query --images=FOLDER`: the folder's files, by name.
+  want = searcher.query_index(index, model_dir=small_run[0],
+                              images=[str(tmp_path)], k=6)["results"]
+  assert [result["query"] for result in want] == sorted(paths.values())
+  for result in want:
+    with open(result["query"], "rb") as f:
+      found = service.search(image=f.read(), k=6)
+    assert found["results"] == result["neighbors"], result["query"]
+  send = ": send JPEG, PNG, GIF, BMP or WebP."
+  png = image_samples.good_files()["png_rgb.png"][0]
+  ppm = io.BytesIO()
+  Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(ppm, format="PPM")
+  # Formats TensorFlow does not decode: named, with what to send instead.
+  cases = [(data, 415, what) for data, what in
+           image_samples.refused_files().values()] + [
+               (ppm.getvalue(), 415, "PPM is not decoded by TensorFlow" +
+                send),
+               (b"text", 415, "Not an image: the upload is not a JPEG, PNG, "
+                "GIF, BMP or WebP file."),
+               (png[:len(png) // 2], 400, "Not an image the model can read "
+                "(truncated or corrupt): "),
+               (tf.io.encode_png(np.zeros((3, 3, 1), np.uint8)).numpy(), 400,
+                "The image is 3 × 3 pixels, under 8 on a side: too small "
+                "to hash."),
+               (image_samples.good_files()["gif_animated.gif"][0], 413,
+                "The image is 28 × 28 × 2 frames = 1,568 pixels, over the "
+                "limit of 1,000 (--max_pixels).")]
+  small = service_lib.Service(index, model_dir=small_run[0], max_pixels=1000)
+  try:
+    for data, status, message in cases:
+      with pytest.raises(RequestError) as raised:
+        (small if status == 413 else service).search(image=data)
+      assert raised.value.status == status, message
+      assert str(raised.value).startswith(message), str(raised.value)
+      assert str(raised.value).endswith(send) == (
+          status == 415 and not message.startswith("Not an image"))
+  finally:
+    small.close()
+  with pytest.raises(RequestError) as raised:
+    service.search(image=image_samples.refused_files()["photo.tiff"][0])
+  assert str(raised.value) == ("TIFF is not decoded by TensorFlow: send "
+                               "JPEG, PNG, GIF, BMP or WebP.")
+
+
+def test_thumbnails_of_every_format_show_their_pixels(tmp_path):
+  thumbnails = uploads.Thumbnails(max_pixels=10_000)
+  files = image_samples.good_files()
+  paths = image_samples.write(str(tmp_path), files)
+  for name, (_, grey, colour) in files.items():
+    shown = np.asarray(Image.open(io.BytesIO(thumbnails.png(paths[name]))))
+    if grey is not None:  # 16-bit levels too, not clipped to white.
+      grey = grey if shown.ndim == 2 else np.repeat(grey[..., None], 3, -1)
+      np.testing.assert_array_equal(shown, grey, err_msg=name)
+    if colour is not None:
+      np.testing.assert_array_equal(shown, colour, err_msg=name)
 
 
 def test_info_names_the_files_and_the_log_says_where_they_are(

@@ -2,13 +2,16 @@
 
 `plan` turns an input into work items of up to CHUNK images, each with the
 id of its first image (one pass over an image list, one match of a glob);
-`ReadImages` reads a work item's images on a worker. Ids are positions in
-the input (dhe_tf.encoding.shards).
+`ReadImages` reads a work item's images on a worker and checks their headers
+as training's image files are checked (dhe_tf.data.image_checks.read_header:
+a format TensorFlow does not decode, too many or too few pixels, a corrupt
+header are rejects, named, never decoded). Ids are positions in the input
+(dhe_tf.encoding.shards).
 
 An image list holds one image a line, `path l0 … lC-1`, its labels 0/1
 optional (the NUS-WIDE lists of dhe_tf.data.image_list); a relative path is
 taken from --image_root, by default the list's folder. A folder stands for
-its image files (dhe_tf.model.inference.IMAGE_EXTENSIONS), a glob for every file
+its image files (dhe_tf.data.folders.IMAGE_EXTENSIONS), a glob for every file
 it matches, sorted. TFRecord files hold tf.train.Example records:
 "image/encoded" (bytes), optionally "image/source" (bytes) and
 "image/labels" (int64 0/1); they are read through TensorFlow's filesystems,
@@ -25,7 +28,8 @@ from apache_beam.metrics import Metrics
 
 from dhe_tf.core import checks
 from dhe_tf.encoding import shards as code_shards
-from dhe_tf.model import inference
+from dhe_tf.data import folders
+from dhe_tf.data import image_checks
 from dhe_tf.core.errors import ConfigError
 
 NAMESPACE = "dhe_tf.encode"
@@ -92,7 +96,7 @@ def _plan_files(spec):
   extension) or every file a glob matches, sorted."""
   if os.path.isdir(spec) or ("://" in spec and spec.endswith("/")):
     paths = [path for path in matches(join(spec, "*"))
-             if path.lower().endswith(inference.IMAGE_EXTENSIONS)]
+             if path.lower().endswith(folders.IMAGE_EXTENSIONS)]
   else:
     paths = matches(spec)
   if not paths:
@@ -212,5 +216,10 @@ class ReadImages(beam.DoFn):
           continue
       if not contents:
         yield reject(record_id, source, f"empty image: {source}", "empty")
+        continue
+      try:
+        image_checks.read_header(contents)
+      except image_checks.ImageError as e:
+        yield reject(record_id, source, e.line(source), e.kind)
         continue
       yield record_id, source, [int(v) for v in labels], contents

@@ -4,7 +4,9 @@
       → plan (here, in the launcher: work items of up to 1,000 images, each
         with the id of its first image; dhe_tf.encoding.inputs)
       → Reshuffle (spread over the workers)
-      → read the bytes (unreadable file, bad labels → rejects)
+      → read the bytes, check the header (unreadable file, bad labels, a
+        format TensorFlow does not decode, too many or too few pixels →
+        rejects; dhe_tf.data.image_checks.read_header)
       → batches → the export's `serving_default` signature: decode, fit to the
         model's input, encode, pack (undecodable image → rejects)
       → CODES/codes-*.parquet, CODES/rejects-*.jsonl (dhe_tf.encoding.shards)

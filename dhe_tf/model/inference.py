@@ -8,11 +8,14 @@ The same functions serve evaluation (`encode` of a dataset part), search
 (`encode_files`) and the exported SavedModel's graph (dhe_tf.saved_model.exporter), so a
 local query, a served one and the evaluation give the same bits.
 
-Images are fitted to the model's input H × W the way the run's database
-images were: for image-file datasets (NUS-WIDE) the central window of 224/256
-of the shorter side, resized (dhe_tf.data.images.decode_crop_resize); for
-in-memory datasets (Fashion-MNIST, CIFAR-10) an image of the input size is
-taken as it is, and any other is cut to its central square and resized.
+Image bytes (JPEG, PNG, GIF, BMP, WebP, in any mode) are decoded by
+dhe_tf.data.images.decode into the model's channels, and fitted to its input
+H × W the way the run's database images were: for image-file datasets
+(NUS-WIDE) the central window of 224/256 of the shorter side, resized
+(dhe_tf.data.images.decode_crop_resize); for in-memory datasets
+(Fashion-MNIST, CIFAR-10) and class folders an image of the input size is
+taken as it is, and any other is cut to its central square and resized
+(dhe_tf.data.images.fit_square).
 """
 
 import hashlib
@@ -24,13 +27,11 @@ import tensorflow as tf
 
 from dhe_tf.core import codes as codes_lib
 from dhe_tf.model import network as model_lib
+from dhe_tf.data import folders
 from dhe_tf.data import image_checks
 from dhe_tf.data import images as images_lib
 from dhe_tf.data import pipeline
 from dhe_tf.core.errors import ConfigError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-
 
 def activations(model, dataset, *, batch_size, with_logits=False):
   """Hash activations of every image of an unbatched (image, label) dataset.
@@ -77,42 +78,50 @@ def num_bits(model):
   return int(model.get_layer("hash").output.shape[-1])
 
 
+# TensorFlow 2.21's WebP decoder overruns its buffer on an animated WebP
+# without alpha, and the process aborts: a graph that decodes bytes (the
+# export's, for TF Serving) fails on one first, in TensorFlow ops. The
+# checks in Python (dhe_tf.data.image_checks) refuse it from its header.
+_ANIMATED_WEBP = ("An animated WebP is not decoded by TensorFlow: send "
+                  f"{image_checks.FORMATS_TEXT}")
+
+
+def _refuse_animated_webp(contents):
+  """`contents`, after an op that fails on an animated WebP: "RIFF", size,
+  "WEBP", a "VP8X" chunk whose flags (byte 20) have the animation bit."""
+  head = tf.strings.join([tf.strings.substr(contents, 0, 21), "\0" * 21])
+  flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)[0]
+  animated = tf.logical_and(
+      tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                     tf.equal(tf.strings.substr(head, 8, 8), "WEBPVP8X")),
+      tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0))
+  with tf.control_dependencies(
+      [tf.debugging.Assert(tf.logical_not(animated), [_ANIMATED_WEBP])]):
+    return tf.identity(contents)
+
+
 def decode_image(contents, image_shape, *, center_crop):
-  """uint8 [H, W, C] image for the model, from an encoded JPEG/PNG/GIF/BMP.
+  """uint8 [H, W, C] image for the model, from an encoded image file.
+
+  Any format and mode dhe_tf.data.images.decode reads (JPEG, PNG, GIF, BMP,
+  WebP), in TensorFlow ops only (the export's graph runs it).
 
   Args:
     contents: tf.string scalar, the file's bytes.
     image_shape: (H, W, C), the model's input shape.
     center_crop: True for models of image-file datasets: always the central
-      224/256 window, resized, as their database images were (H = W, C = 3
-      there). False: an image of size H × W is kept as it is, any other is
-      cut to its central square and resized bilinearly.
+      224/256 window, resized, as their database images were (H = W).
+      False: as dhe_tf.data.images.fit_square, the rule of the in-memory
+      and class-folder datasets' images: an image of size H × W is kept as
+      it is, any other is cut to its central square and resized.
   """
   height, width, channels = image_shape
+  contents = _refuse_animated_webp(contents)
   if center_crop:
     image = images_lib.decode_crop_resize(contents, [0.5, 0.5], height)
-    return image if channels == 3 else tf.image.rgb_to_grayscale(image)
-  image = tf.io.decode_image(contents, channels=channels,
-                             expand_animations=False)
-  image.set_shape([None, None, channels])
-  shape = tf.shape(image)
-
-  def crop_resize():
-    side = tf.minimum(shape[0], shape[1])
-    top = (shape[0] - side) // 2
-    left = (shape[1] - side) // 2
-    square = image[top:top + side, left:left + side]
-    resized = tf.cond(
-        side > 2 * tf.maximum(height, width),
-        lambda: tf.image.resize(square, [height, width], antialias=True),
-        lambda: tf.image.resize(square, [height, width]))
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-  same_size = tf.logical_and(tf.equal(shape[0], height),
-                             tf.equal(shape[1], width))
-  image = tf.cond(same_size, lambda: image, crop_resize)
-  image.set_shape(image_shape)
-  return image
+    return images_lib.to_channels(image, channels)
+  return images_lib.fit_square(images_lib.decode(contents, channels), height,
+                               width)
 
 
 def decode_images(contents, image_shape, *, center_crop):
@@ -144,7 +153,8 @@ def image_paths(inputs):
 
   Args:
     inputs: paths of image files or folders; a folder stands for its files
-      with an image extension (IMAGE_EXTENSIONS, any case), sorted by name.
+      with an image extension
+      (dhe_tf.data.folders.IMAGE_EXTENSIONS, any case), sorted by name.
 
   Returns:
     list of str paths, in the order given.
@@ -158,11 +168,11 @@ def image_paths(inputs):
     if os.path.isdir(item):
       found = sorted(
           os.path.join(item, name) for name in os.listdir(item)
-          if name.lower().endswith(IMAGE_EXTENSIONS) and
+          if name.lower().endswith(folders.IMAGE_EXTENSIONS) and
           os.path.isfile(os.path.join(item, name)))
       if not found:
         raise ConfigError(f"Folder {item} holds no image files "
-                          f"({', '.join(IMAGE_EXTENSIONS)}).")
+                          f"({', '.join(folders.IMAGE_EXTENSIONS)}).")
       paths.extend(found)
     elif os.path.exists(item):
       paths.append(item)

@@ -5,9 +5,10 @@
       → bits uint8 [N, K], packed uint8 [N, ceil(K / 8)], probabilities [N, K]
 
 Everything from bytes to bits is TensorFlow ops (dhe_tf.model.inference for the
-decoding, dhe_tf.core.codes for the packing), so the SavedModel needs neither
-dhe_tf nor Keras to run: TF Serving loads it as it is. `packed` holds the
-bits as dhe_tf.core.codes.pack does (np.packbits layout).
+decoding of JPEG, PNG, GIF, BMP and WebP files in any mode, dhe_tf.core.codes
+for the packing), so the SavedModel needs neither dhe_tf nor Keras to run: TF
+Serving loads it as it is. `packed` holds the bits as dhe_tf.core.codes.pack
+does (np.packbits layout).
 
 `python -m dhe_tf.export` is the command line of `export_run`.
 """

@@ -1,10 +1,13 @@
 """Images in and out of the search service: upload checks and thumbnails.
 
-An upload is checked before anything decodes it: its size in bytes, its
-format (JPEG, PNG, GIF or BMP, read from the header) and its pixel count
-(width × height from the header, so a decompression bomb, a small file that
-claims a huge image, is refused without being decoded). The decoding itself
-(dhe_tf.model.inference.decode_image) then catches truncated and corrupt files.
+An upload is checked before anything decodes it, by the check of training's
+image files (dhe_tf.data.image_checks.read_header): its size in bytes, its
+format (JPEG, PNG, GIF, BMP or WebP, read from the header; an image in
+another format is named and refused with 415, never called corrupt) and its
+pixel count (width × height from the header, so a decompression bomb, a
+small file that claims a huge image, is refused without being decoded). The
+decoding itself (dhe_tf.model.inference.decode_image) then catches truncated
+and corrupt files.
 
 A thumbnail is looked up by the id of an indexed code: its source, as the
 index recorded it, is an image file (a path) or "<dataset>[<i>]", the i-th
@@ -20,11 +23,11 @@ import numpy as np
 from PIL import Image
 
 from dhe_tf.data import datasets
+from dhe_tf.data import image_checks
 from dhe_tf.data import idx_files
 from dhe_tf.data import tfds_source
 from dhe_tf.core.errors import ConfigError
 
-FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 THUMBNAIL_SIDE = 160
 _DATASET_SOURCE = re.compile(r"([A-Za-z0-9_]+)\[(\d+)\]")
 
@@ -37,13 +40,46 @@ class RequestError(ConfigError):
     self.status = status
 
 
+# The HTTP status of each kind of image_checks.ImageError.
+_STATUS = {"not_an_image": 415, "unsupported_format": 415, "too_large": 413,
+           "too_small": 400, "corrupt": 400}
+
+
+def _pillow_format(data):
+  """The format Pillow names `data` (PPM, ICO, ...), or None."""
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      return image.format
+  except Exception:  # pylint: disable=broad-except
+    # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
+    return None
+
+
+def _message(error, data):
+  send = f"send {image_checks.FORMATS_TEXT}"
+  if error.kind == "not_an_image":
+    other = _pillow_format(data)
+    if other:
+      return f"{other} is not decoded by TensorFlow: {send}."
+    return (f"Not an image: the upload is not a {image_checks.FORMATS_TEXT} "
+            "file.")
+  if error.kind == "unsupported_format":
+    return f"{error}: {send}."
+  if error.kind == "too_large":
+    return f"The image is {error} (--max_pixels)."
+  if error.kind == "too_small":
+    return f"The image is {error}."
+  return f"Not an image the model can read (truncated or corrupt): {error}."
+
+
 def check_upload(data, *, max_bytes, max_pixels):
   """Raises RequestError unless `data` is an image file within the limits.
 
   Args:
     data: the uploaded bytes.
     max_bytes: the largest upload accepted.
-    max_pixels: the most pixels (width × height) accepted.
+    max_pixels: the most pixels (width × height, × frames of a GIF)
+      accepted.
 
   Returns:
     (format, width, height) read from the header.
@@ -54,22 +90,10 @@ def check_upload(data, *, max_bytes, max_pixels):
     raise RequestError(f"The image is {len(data):,} bytes, over the limit of "
                        f"{max_bytes:,} (--max_upload_bytes).", 413)
   try:
-    with Image.open(io.BytesIO(data)) as image:
-      kind, (width, height) = image.format, image.size
-  except Image.DecompressionBombError as e:
-    raise RequestError(f"The image has too many pixels: {e}", 413) from e
-  except Exception as e:  # pylint: disable=broad-except
-    # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-    raise RequestError("Not an image: the upload is not a JPEG, PNG, GIF or "
-                       "BMP file.", 415) from e
-  if kind not in FORMATS:
-    raise RequestError(f"Unsupported image format {kind}. Available: "
-                       f"{', '.join(FORMATS)}", 415)
-  if width * height > max_pixels:
-    raise RequestError(f"The image is {width} × {height} = "
-                       f"{width * height:,} pixels, over the limit of "
-                       f"{max_pixels:,} (--max_pixels).", 413)
-  return kind, width, height
+    header = image_checks.read_header(data, max_pixels=max_pixels)
+  except image_checks.ImageError as e:
+    raise RequestError(_message(e, data), _STATUS[e.kind]) from e
+  return header.format, header.width, header.height
 
 
 def _png(pixels):
@@ -127,8 +151,12 @@ class Thumbnails:
     check_upload(data, max_bytes=len(data), max_pixels=self.max_pixels)
     with Image.open(io.BytesIO(data)) as image:
       image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-      image = image.convert("L" if image.mode in ("1", "L", "I;16") else
-                            "RGB")
+      if image.mode.startswith("I;16"):
+        # Pillow's conversion to "L" clips 16-bit levels at 255; keep their
+        # high byte, as TensorFlow's decoder does.
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+      grey = image.mode in ("1", "L", "LA")
+      image = image.convert("L" if grey else "RGB")
       out = io.BytesIO()
       image.save(out, format="PNG")
       return out.getvalue()
