@@ -57,7 +57,8 @@ class RunModel:
     self.image_shape = inference.input_shape(run.model)
     self.center_crop = run.center_crop
     self.data_dir = run.config.data_dir
-    self.image_root = run.config.image_root
+    # Image files are listed relative to the image root (default data_dir).
+    self.image_root = run.config.image_root or run.config.data_dir
     encoder = model_lib.encoder(run.model)
     self._encode = tf.function(
         lambda pixels: encoder(tf.cast(pixels, tf.float32), training=False),

@@ -155,7 +155,7 @@ SEARCH_BODY = {
             "type": "object", "required": ["image"],
             "properties": {
                 "image": {"type": "string", "format": "binary",
-                          "description": "A JPEG, PNG, GIF or BMP file."},
+                          "description": "A JPEG, PNG, GIF, BMP or WebP file."},
                 **_MODE_FIELDS}}},
         "application/json": {"schema": {
             "type": "object", "additionalProperties": False,
