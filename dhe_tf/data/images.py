@@ -53,9 +53,15 @@ def decode(contents, channels=3):
   """
   if channels not in (1, 3):
     raise ValueError(f"channels must be 1 or 3. Received: channels={channels}")
+  return to_channels(decode_native(contents), channels)
+
+
+def decode_native(contents):
+  """uint8 [H, W, 1 | 2 | 3 | 4]: an image file in its own channels (a
+  GIF's first frame); what `decode` converts."""
   image = tf.io.decode_image(contents, channels=0, expand_animations=False)
   image.set_shape([None, None, None])
-  return to_channels(image, channels)
+  return image
 
 
 def to_channels(image, channels):
@@ -68,7 +74,7 @@ def to_channels(image, channels):
                   lambda: image[..., :1])
   else:
     out = tf.cond(color, lambda: image[..., :3],
-                  lambda: tf.repeat(image[..., :1], 3, axis=-1))
+                  lambda: tf.tile(image[..., :1], [1, 1, 3]))
   out.set_shape([None, None, channels])
   return out
 
