@@ -87,9 +87,9 @@ def main(argv):
   _reload_on_hangup(service)
   print(f"dhe_tf.serve: {FLAGS.index} ({service.info()['count']} codes) on "
         f"http://{FLAGS.host}:{FLAGS.port}/", flush=True)
+  # The app closes the service when the server stops (create_app).
   uvicorn.run(http_api.create_app(service), host=FLAGS.host, port=FLAGS.port,
               log_level=FLAGS.log_level, access_log=False)
-  service.close()
 
 
 if __name__ == "__main__":

@@ -245,3 +245,18 @@ def test_milvus_behind_the_service_gives_the_same_answers(engine, small_run,
         [hit["id"] for hit in service.search(code=code, k=4)["results"]])
   finally:
     milvus.close()
+
+
+def test_the_app_closes_the_service_when_the_server_stops(engine, small_run):
+  import asyncio  # pylint: disable=g-import-not-at-top
+  from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
+  _, index, _ = engine
+  service = service_lib.Service(index, model_dir=small_run[0])
+  app = http_api.create_app(service)
+
+  async def serve_then_stop():  # What uvicorn does around serving.
+    async with app.router.lifespan_context(app):
+      assert service._index is not None  # pylint: disable=protected-access
+
+  asyncio.run(serve_then_stop())
+  assert service._index is None  # pylint: disable=protected-access

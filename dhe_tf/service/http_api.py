@@ -19,6 +19,7 @@ any of it is parsed.
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -254,11 +255,21 @@ def _add_search(app, service):
 
 
 def create_app(service):
-  """The FastAPI application over a dhe_tf.service.engine.Service."""
+  """The FastAPI application over a dhe_tf.service.engine.Service.
+
+  The service is closed (its batcher joined, its index closed) when the
+  server shuts down: uvicorn re-raises SIGTERM once it has stopped, so code
+  after `uvicorn.run` would never run.
+  """
+  @contextlib.asynccontextmanager
+  async def lifespan(_):
+    yield
+    service.close()
+
   app = fastapi.FastAPI(
       title="dhe_tf visual search",
       description="Nearest images by Hamming distance of their binary codes.",
-      version="1")
+      version="1", lifespan=lifespan)
   _add_error_handlers(app)
   _add_search(app, service)
 
