@@ -1,8 +1,6 @@
 """Class folders (dhe_tf.data.folders) and the tool that writes them from IDX
 files (tools/write_image_folder.py)."""
 
-import functools
-import importlib.util
 import os
 
 import numpy as np
@@ -10,19 +8,6 @@ import pytest
 
 from dhe_tf.core.errors import ConfigError
 from dhe_tf.data import folders
-
-_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "tools", "write_image_folder.py")
-
-
-@functools.cache
-def _tool():
-  """The tool as a module (once: its absl flags are defined on import)."""
-  spec = importlib.util.spec_from_file_location("write_image_folder", _TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
 
 def _touch(path, data=b"x"):
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -75,7 +60,7 @@ def test_written_folder_holds_the_idx_pixels_under_their_indices(tmp_path):
   images = rng.integers(0, 256, (7, 5, 4, 1), dtype=np.uint8)
   class_ids = np.array([2, 0, 2, 1, 0, 0, 1])
   out = str(tmp_path / "out")
-  counts = _tool().write_image_folder(images, class_ids,
+  counts = folders.write(images, class_ids,
                                       ("t-shirt/top", "bag", "coat"), out)
   assert counts == {"t-shirt_top": 3, "bag": 2, "coat": 2}
   found = folders.scan(out)
@@ -86,8 +71,8 @@ def test_written_folder_holds_the_idx_pixels_under_their_indices(tmp_path):
     np.testing.assert_array_equal(pixels.numpy(), images[index])
     assert found.class_names[class_id] == {0: "t-shirt_top", 1: "bag",
                                            2: "coat"}[class_ids[index]]
-  with pytest.raises(FileExistsError):
-    _tool().write_image_folder(images, class_ids, ("a", "b", "c"), out)
+  with pytest.raises(ConfigError, match="exists: pass a new --out_dir"):
+    folders.write(images, class_ids, ("a", "b", "c"), out)
   assert sorted(os.listdir(tmp_path)) == ["out"]  # No half-written folder.
 
 

@@ -50,7 +50,7 @@ _ARGS = "--dataset=embedded --protocol=tiny --method=dhe"
 def test_every_committed_screen_loads_and_its_results_are_where_it_says():
   names = {os.path.relpath(path, os.path.join(_REPO, "tools", "results"))
            for path in _SCREENS}
-  assert names == {"dhe_ablation", *(f"dhe_research/{name}" for name in (
+  assert names == {"dhe_ablation", "own_images", *(f"dhe_research/{name}" for name in (
       "class_splits", "screen1", "screen2", "screen3", "screen4", "screen5",
       "screen6", "transfer"))}
   for screen in _SCREENS:

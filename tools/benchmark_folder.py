@@ -90,12 +90,6 @@ _CLASS_NAMES = {"fashion_mnist": datasets.FASHION_MNIST_CLASSES,
 _SHOWN_MISMATCHES = 5
 
 
-def folder_name(class_name):
-  """tools/write_image_folder.py's folder of a class name (a copy:
-  importing that tool would define its flags, --limit among them, twice)."""
-  return class_name.replace("/", "_").replace(os.sep, "_")
-
-
 def folder_files(folder, limit=None):
   """(paths [N], IDX indices int64 [N], class folder names [N]) of the
   images of `folder` (folders.scan), by index, the first `limit`."""
@@ -154,7 +148,7 @@ def compare_pixels(read, indices, idx_images):
 
 def compare_labels(names, indices, idx_labels, class_names):
   """(count in the folder of their IDX label, lines on the first others)."""
-  expected = np.array([folder_name(class_names[label])
+  expected = np.array([folders.folder_name(class_names[label])
                        for label in idx_labels[indices]])
   wrong = np.flatnonzero(names != expected)
   return len(indices) - len(wrong), [

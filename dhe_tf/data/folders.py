@@ -7,15 +7,18 @@ that loops is refused). Files whose extension is an image format TensorFlow
 decodes are the class's images; everything else — other extensions, hidden
 files such as `.DS_Store`, hidden folders — is ignored and counted, never
 fatal. Whether an image file can really be decoded is checked later, with the
-list readers' check (dhe_tf.data.image_list).
+list readers' check (dhe_tf.data.image_checks).
 """
 
 import collections
 import dataclasses
 import os
+import shutil
+import tempfile
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 
 from dhe_tf.core.errors import ConfigError
 from dhe_tf.data import image_checks
@@ -191,3 +194,40 @@ def load(*, protocol, split_seed, data_dir, image_root, image_size,
                         class_names=found.class_names, multi_label=False,
                         topk=None, image_shape=(image_size, image_size,
                                                 channels))
+
+
+def folder_name(class_name):
+  """A class name as a folder name: "/" (and the OS separator) become "_"."""
+  return class_name.replace("/", "_").replace(os.sep, "_")
+
+
+def write(images, class_ids, class_names, out_dir):
+  """Writes uint8 images [N, H, W, C] as out_dir/<class>/<index>.png, the
+  layout `scan` reads (tools/write_image_folder.py; a file is named by its
+  index, so a reader's pixels can be checked image by image). Written under
+  a temporary name and renamed at the end: nothing half-written is left.
+
+  Returns:
+    {folder name: number of images}.
+  """
+  if os.path.exists(out_dir):
+    raise ConfigError(f"{out_dir} exists: pass a new --out_dir.")
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  work = tempfile.mkdtemp(prefix=".writing_", dir=parent)
+  try:
+    counts = {}
+    width = len(str(len(images) - 1))
+    for index, (image, class_id) in enumerate(zip(images, class_ids)):
+      name = folder_name(class_names[class_id])
+      if name not in counts:
+        os.makedirs(os.path.join(work, name))
+        counts[name] = 0
+      counts[name] += 1
+      tf.io.write_file(os.path.join(work, name, f"{index:0{width}d}.png"),
+                       tf.io.encode_png(image))
+    os.rename(work, out_dir)
+  except BaseException:
+    shutil.rmtree(work, ignore_errors=True)
+    raise
+  return counts
