@@ -98,14 +98,22 @@ def test_flags_become_settings(parsed_flags):
         "uri": None, "index_type": "BIN_IVF_FLAT", "nlist": 64, "nprobe": 16}
   with flagsaver.flagsaver(backend="faiss"):
     assert search._settings() == {}
+  with flagsaver.flagsaver(backend="distinct", distinct_max_fraction=0.25,
+                           distinct_radius="scan"):
+    assert search._settings() == {"max_fraction": 0.25, "radius": "scan"}
 
 
 @pytest.mark.parametrize("name", list(index_lib.BACKENDS))
-def test_build_open_search_equals_brute_force(tmp_path, name):
+@pytest.mark.parametrize("repeating", [False, True])
+def test_build_open_search_equals_brute_force(tmp_path, name, repeating):
+  """Random codes, and codes that repeat as learned codes do (600 ids over
+  40 codes: backend "distinct" keeps its distinct layout)."""
   _skip_unless_installed(name)
   rng = np.random.default_rng(0)
   bits = 20  # 3 bytes: FAISS pads to 4.
   database = rng.integers(0, 2, (600, bits), dtype=np.uint8)
+  if repeating:
+    database = database[rng.integers(0, 40, 600)]
   queries = np.concatenate([database[:3], rng.integers(0, 2, (7, bits),
                                                        dtype=np.uint8)])
   distances = _brute_force(queries, database)
@@ -193,7 +201,7 @@ def test_a_new_backend_is_a_class_and_a_registry_line(tmp_path, monkeypatch):
                   backend="scan")
   assert _ScanBackend.dropped == ["old"]
   with pytest.raises(ConfigError, match=re.escape(
-      "Unknown backend 'nope'. Available: faiss, milvus, scan")):
+      "Unknown backend 'nope'. Available: faiss, milvus, distinct, scan")):
     index_lib.build(path, codes.pack(database), bits=9, fingerprint="f",
                     backend="nope")
 
@@ -216,9 +224,15 @@ def test_bad_settings_are_named(tmp_path, monkeypatch, settings, message):
   assert not os.listdir(tmp_path)
 
 
-def test_bad_milvus_index_type_is_named(tmp_path):
-  with pytest.raises(ConfigError, match=re.escape(
-      "Unknown milvus_index 'HNSW'. Available: BIN_FLAT, BIN_IVF_FLAT")):
+@pytest.mark.parametrize("backend, settings, message", [
+    ("distinct", {"radius": "hnsw"},
+     "Unknown distinct_radius 'hnsw'. Available: auto, scan, multi_hash"),
+    ("milvus", {"index_type": "HNSW"},
+     "Unknown milvus_index 'HNSW'. Available: BIN_FLAT, BIN_IVF_FLAT"),
+])
+def test_bad_choice_of_a_registered_backend_is_named(tmp_path, backend,
+                                                      settings, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
     index_lib.build(str(tmp_path / "index"), np.zeros((2, 1), np.uint8),
-                    bits=8, fingerprint="f", backend="milvus",
-                    settings={"index_type": "HNSW"})
+                    bits=8, fingerprint="f", backend=backend,
+                    settings=settings)

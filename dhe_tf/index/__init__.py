@@ -13,7 +13,11 @@ path and renamed into place, so a failed build never leaves a partial index
                        data; [0] when none), labels uint8 [N, C] (C = 0
                        without labels)
     INDEX/...          what the backend writes: faiss.index
-                       (faiss_backend), milvus.db (milvus_backend)
+                       (faiss_backend), milvus.db (milvus_backend),
+                       distinct.npy, offsets.npy, ids.npy (distinct_backend)
+
+Every file is written with the mode the umask gives (0644 under umask 022),
+index.json included, so a service running as another user can read it.
 
 Ids are row numbers 0..N-1, in the order the codes were given. Results are
 ordered by (Hamming distance, id): ties are broken by id, as the evaluation
@@ -32,20 +36,25 @@ interface of dhe_tf.index.backend.Backend (its settings become the flags
   radius search with IndexBinaryMultiHash (faiss_backend).
 - "milvus": Milvus Lite or a Milvus server, BIN_FLAT (exact) or
   BIN_IVF_FLAT, at most 16,384 results per query (milvus_backend).
+- "distinct" (in process): each distinct code stored once with its ids and
+  searched with FAISS, so learned codes, which repeat, are searched many
+  times faster; exactly what "faiss" returns (distinct_backend).
 Adding one is a module with a Backend subclass and a line in BACKENDS;
 tests/test_index_backends.py checks that it has every piece.
 
-    backend         the Backend interface, with shapes
-    faiss_backend   FAISS (default)
-    milvus_backend  Milvus Lite or a Milvus server
-    checksums       the size and SHA-256 of every index file
-    searcher        build an index from a run, image files or code shards,
-                    and query it (the search CLI and the service)
+    backend           the Backend interface, with shapes
+    faiss_backend     FAISS (default)
+    distinct_backend  each distinct code once, with its ids, over FAISS
+    milvus_backend    Milvus Lite or a Milvus server
+    checksums         the size and SHA-256 of every index file
+    searcher          build an index from a run, image files or code
+                      shards, and query it (the search CLI and the service)
 """
 
 import dataclasses
 import os
 import shutil
+import stat
 import tempfile
 
 import numpy as np
@@ -56,13 +65,15 @@ from dhe_tf.core.errors import ConfigError
 from dhe_tf.index import checksums
 from dhe_tf.index.backend import Backend
 from dhe_tf.index.backend import Setting
+from dhe_tf.index.distinct_backend import DistinctBackend
 from dhe_tf.index.faiss_backend import FaissBackend
 from dhe_tf.index.milvus_backend import MilvusBackend
 
 # 2: index.json records the checksum of each file.
 FORMAT = 2
 # The registry: every search backend by name ("faiss" is the default).
-BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend}
+BACKENDS = {"faiss": FaissBackend, "milvus": MilvusBackend,
+            "distinct": DistinctBackend}
 _MANIFEST = checksums.MANIFEST
 _CODES = "codes.npz"
 
@@ -169,7 +180,12 @@ def build(path, packed, *, bits, fingerprint, sources=None, labels=None,
     manifest = dict(format=FORMAT, bits=bits, count=count, backend=backend,
                     fingerprint=fingerprint, class_names=list(class_names),
                     settings=recorded, files=checksums.record(tmp))
-    run_dir.write_json(os.path.join(tmp, _MANIFEST), manifest)
+    manifest_path = os.path.join(tmp, _MANIFEST)
+    run_dir.write_json(manifest_path, manifest)
+    # write_json's temporary file is 0600: give index.json the mode that
+    # codes.npz got from the umask.
+    os.chmod(manifest_path, stat.S_IMODE(os.stat(os.path.join(
+        tmp, _CODES)).st_mode))
     os.chmod(tmp, 0o755)
     replaced = _install(tmp, path)
   except BaseException:

@@ -37,9 +37,16 @@ class FaissBackend(Backend):
   name = "faiss"
   settings = ()
 
-  def __init__(self, flat, bits):
+  def __init__(self, flat, bits, hashed=True):
+    """A FaissBackend over `flat`, an IndexBinaryFlat of `bits`-bit codes.
+
+    hashed: radius search hashes (IndexBinaryMultiHash) within 2 flips,
+      as backend "faiss" does; False: it always scans
+      (IndexBinaryFlat.range_search), as backend "distinct" may.
+    """
     self.flat = flat
     self.bits = bits
+    self.hashed = hashed
     self._multi_hash = None
 
   @staticmethod
@@ -57,13 +64,21 @@ class FaissBackend(Backend):
     return np.pad(packed, ((0, 0), (0, self.flat.code_size - packed.shape[1])))
 
   @classmethod
-  def write(cls, directory, packed, bits, settings):
+  def flat_index(cls, packed):
+    """A faiss.IndexBinaryFlat holding `packed` uint8 [N, B], padded to
+    `width`(B) bytes."""
     import faiss  # pylint: disable=g-import-not-at-top
-    del bits
     width = cls.width(packed.shape[1])
     flat = faiss.IndexBinaryFlat(8 * width)
     flat.add(np.pad(packed, ((0, 0), (0, width - packed.shape[1]))))
-    faiss.write_index_binary(flat, os.path.join(directory, _FILE))
+    return flat
+
+  @classmethod
+  def write(cls, directory, packed, bits, settings):
+    import faiss  # pylint: disable=g-import-not-at-top
+    del bits
+    faiss.write_index_binary(cls.flat_index(packed),
+                             os.path.join(directory, _FILE))
     return dict(settings)
 
   @classmethod
@@ -88,10 +103,17 @@ class FaissBackend(Backend):
       self._multi_hash = index
     return self._multi_hash
 
-  def radius_search(self, queries, radius):
+  def range_hits(self, queries, radius):
+    """Every code within `radius` of each query, unordered, as FAISS gives
+    them.
+
+    Returns:
+      (limits int64 [Q + 1], ids int64 [M], distances int32 [M]): the hits
+      of query q are at limits[q]:limits[q + 1].
+    """
     num_tables = max(1, self.bits // 16)
     flips = radius // num_tables
-    if flips <= _MAX_FLIPS:
+    if self.hashed and flips <= _MAX_FLIPS:
       index = self._hash_index()
       index.nflip = flips
     else:
@@ -99,6 +121,10 @@ class FaissBackend(Backend):
     # FAISS keeps distances < radius.
     limits, distances, ids = index.range_search(self._padded(queries),
                                                 radius + 1)
+    return limits.astype(np.int64), ids, distances
+
+  def radius_search(self, queries, radius):
+    limits, ids, distances = self.range_hits(queries, radius)
     return [sorted_hits(ids[a:b], distances[a:b])
             for a, b in zip(limits[:-1], limits[1:])]
 
