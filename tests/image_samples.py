@@ -8,6 +8,8 @@ run's codes differ between them; colour ones stack three of them as R, G, B.
 
 import io
 import os
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -96,3 +98,15 @@ def write(directory, files):
     with open(paths[name], "wb") as f:
       f.write(data)
   return paths
+
+
+def png_header(width, height):
+  """A small PNG whose header claims width × height grey pixels (its data is
+  a few zero rows: only a header check, never a decode, sees the size)."""
+  def chunk(kind, body):
+    return (struct.pack(">I", len(body)) + kind + body +
+            struct.pack(">I", zlib.crc32(kind + body)))
+  return (b"\x89PNG\r\n\x1a\n" +
+          chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0,
+                                     0)) +
+          chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))

@@ -3,7 +3,6 @@ line naming it; a huge image is refused from its header, never decoded."""
 
 import os
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -11,17 +10,6 @@ import tensorflow as tf
 
 import image_samples
 from dhe_tf.data import image_checks
-
-
-def _png_header(width, height):
-  """A small PNG whose header claims width × height grey pixels."""
-  def chunk(kind, body):
-    return (struct.pack(">I", len(body)) + kind + body +
-            struct.pack(">I", zlib.crc32(kind + body)))
-  return (b"\x89PNG\r\n\x1a\n" +
-          chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0,
-                                     0)) +
-          chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
 
 
 def _jpeg_header(width, height):
@@ -39,7 +27,7 @@ def _huge_headers(width, height):
   vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (
       (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little"))
   return {
-      "huge.png": _png_header(width, height),
+      "huge.png": image_samples.png_header(width, height),
       "huge.jpg": _jpeg_header(width, height),
       "huge.gif": b"GIF89a" + struct.pack("<HH", width, height) + bytes(3) +
                   b"\x2c" + bytes(8) + b"\x00\x02\x01\x00\x00\x3b",

@@ -7,11 +7,9 @@ import concurrent.futures
 import io
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -162,17 +160,6 @@ def test_thumbnails_are_the_indexed_images(served):
         pixels, served["images"][served["query_split"][item]][..., 0])
 
 
-def _bomb_png(width, height):
-  """A small PNG whose header claims width × height grey pixels."""
-  def chunk(kind, body):
-    return (struct.pack(">I", len(body)) + kind + body +
-            struct.pack(">I", zlib.crc32(kind + body)))
-  return (b"\x89PNG\r\n\x1a\n" +
-          chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0,
-                                     0)) +
-          chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
-
-
 def test_bad_input_gets_a_4xx_json_error_and_the_service_goes_on(served):
   url = served["url"]
   with open(served["files"][0], "rb") as f:
@@ -194,7 +181,8 @@ def test_bad_input_gets_a_4xx_json_error_and_the_service_goes_on(served):
       (dict(data=b""), 400, "body is empty"),
       (dict(files={"image": ("big.png", png + b"\0" * 1_000_000)}), 413,
        "over the limit of 1,000,000"),
-      (dict(files={"image": ("bomb.png", _bomb_png(2000, 2000))}), 413,
+      (dict(files={"image": ("bomb.png",
+                             image_samples.png_header(2000, 2000))}), 413,
        "4,000,000 pixels, over the limit of 1,000,000"),
       (dict(files={"other": ("q.png", png)}), 400, 'file field "image"'),
       (dict(json={"code": "0101"}), 400,
