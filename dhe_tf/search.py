@@ -19,6 +19,10 @@ r"""Builds an index of a model's binary codes; queries it by Hamming distance.
     python -m dhe_tf.search query --index=INDEX --codes=010011001010 \
         --radius=2
 
+    # Every byte of an index against its checksums (opening an index checks
+    # every file's size, small files whole and large ones by samples):
+    python -m dhe_tf.search verify --index=INDEX
+
 Images are encoded as the exported SavedModel encodes them
 (dhe_tf.model.inference). The index records the fingerprint of the model that made
 it, and a query with another model's codes is refused. Results are ordered
@@ -34,7 +38,7 @@ from dhe_tf.runs import run_dir
 from dhe_tf.index import searcher
 from dhe_tf.core.errors import ConfigError
 
-COMMANDS = ("build", "query")
+COMMANDS = ("build", "query", "verify")
 
 flags.DEFINE_string("index", None, "The index directory.")
 flags.DEFINE_string("model_dir", None,
@@ -50,7 +54,8 @@ flags.DEFINE_string("from_codes", None,
 flags.DEFINE_string("part", "database",
                     "build: the run's dataset part to index when --images "
                     "is not given: database, query or train.")
-flags.DEFINE_enum("backend", "faiss", list(index_lib.BACKENDS),
+flags.DEFINE_enum("backend", index_lib.DEFAULT_BACKEND,
+                  list(index_lib.BACKENDS),
                   "build: backend (dhe_tf.index); its settings are the "
                   "flags --<backend>_<setting>.")
 flags.DEFINE_list("codes", [],
@@ -94,6 +99,8 @@ def run(command):
   """Runs `command` with the parsed flags; returns the text to print."""
   if not FLAGS.index:
     raise ConfigError("--index is required: the index directory.")
+  if command == "verify":
+    return searcher.verify_index(FLAGS.index)
   if command == "build":
     if not FLAGS.model_dir and not FLAGS.from_codes:
       raise ConfigError("build needs --model_dir: the run whose model "
@@ -119,7 +126,7 @@ def run(command):
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(
-        f"Expected one command, {' or '.join(COMMANDS)}. Received: "
+        f"Expected one command, {', '.join(COMMANDS)}. Received: "
         f"{' '.join(argv[1:]) or 'none'}")
   with errors.reported_in_one_line("dhe_tf.search"):
     print(run(argv[1]))

@@ -47,7 +47,7 @@ def test_faiss_top_k_and_radius_equal_brute_force(tmp_path, bits):
   database, queries = _codes(3000, bits, 0), _codes(40, bits, 1)
   path = str(tmp_path / "index")
   manifest = index_lib.build(path, codes.pack(database), bits=bits,
-                             fingerprint="f")
+                             fingerprint="f", backend="faiss")
   assert manifest["count"] == 3000 and manifest["backend"] == "faiss"
   packed_queries = codes.pack(queries)
   with index_lib.open_index(path) as index:
@@ -84,7 +84,8 @@ def test_metadata_round_trips(tmp_path):
     assert (len(index), index.bits, index.fingerprint) == (4, 12, "abc")
     assert [index.source(i) for i in range(4)] == ["a.png", "é.png", "c",
                                                    "d"]
-    np.testing.assert_array_equal(index.labels, labels)
+    np.testing.assert_array_equal(index.labels_of(np.arange(4)), labels)
+    np.testing.assert_array_equal(index.labels_of([3, 0]), labels[[3, 0]])
     assert index.class_names == ("x", "y", "z")
 
 
@@ -317,7 +318,7 @@ def test_distinct_falls_back_to_the_flat_layout_when_codes_barely_repeat(
   path = str(tmp_path / "random")
   settings = _build_distinct(path, random_codes, 32)["settings"]
   assert settings["layout"] == "flat" and settings["max_fraction"] == 0.8
-  assert sorted(os.listdir(path)) == ["codes.npz", "faiss.index",
+  assert sorted(os.listdir(path)) == ["codes.npy", "faiss.index",
                                       "index.json"]
   with index_lib.open_index(path) as index:
     assert isinstance(index.backend.codes, index_lib.FaissBackend)
@@ -327,7 +328,7 @@ def test_distinct_falls_back_to_the_flat_layout_when_codes_barely_repeat(
   settings = _build_distinct(path, learned, 32)["settings"]
   assert settings["layout"] == "distinct"
   assert settings["radius"] in ("scan", "multi_hash")  # Timed at build.
-  assert sorted(os.listdir(path)) == ["codes.npz", "distinct.npy", "ids.npy",
+  assert sorted(os.listdir(path)) == ["codes.npy", "distinct.npy", "ids.npy",
                                       "index.json", "offsets.npy"]
   assert _build_distinct(path, learned, 32, max_fraction=0.0)[
       "settings"]["layout"] == "flat"

@@ -62,7 +62,7 @@ def test_index_of_a_part_holds_sources_and_labels(part_index):
     first = data.split["query"][0]
     assert index.source(0) == f"embedded[{first}]"
     _, class_ids = datasets.load_embedded_arrays()
-    assert index.labels[0].argmax() == class_ids[first]
+    assert index.labels_of([0])[0].argmax() == class_ids[first]
     assert index.class_names == datasets.FASHION_MNIST_CLASSES
 
 

@@ -107,55 +107,95 @@ def _check_shards(codes_dir, manifest):
         f"{', '.join(extra) or 'none'}): encode again into a new --output.")
 
 
+def _read_shard(codes_dir, shard, columns):
+  """A shard's pyarrow table (`columns` only), checked against its count."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(join(codes_dir, shard["file"]), "rb") as f:
+    table = pq.read_table(pa.BufferReader(f.read()), columns=list(columns))
+  if table.num_rows != shard["rows"]:
+    raise ConfigError(f"{shard['file']} of {codes_dir} holds "
+                      f"{table.num_rows} rows; {MANIFEST} says "
+                      f"{shard['rows']}.")
+  return table
+
+
+def stream_codes(codes_dir):
+  """The codes of a codes directory, shard by shard, with their rank in id
+  order: what an index is built from without holding every source and label
+  at once (two passes: the ids of every shard, then each shard whole).
+
+  Returns:
+    (manifest, sorted ids int64 [N], batches): each batch, one per shard,
+    is (rows int64 [M], the rank of each code's id among all ids; sources, a
+    pyarrow string array [M]; packed uint8 [M, ceil(K/8)]; labels uint8
+    [M, C]).
+
+  Raises:
+    ConfigError: no manifest, shards other than it lists, a shard whose
+      rows differ from its count, repeated ids, and (while iterating) codes
+      of another width or with padding bits set
+      (dhe_tf.core.checks.packed_codes) or labels of another width.
+  """
+  manifest = read_manifest(codes_dir)
+  _check_shards(codes_dir, manifest)
+  ids = [_read_shard(codes_dir, shard, ("id",)).column("id").to_numpy()
+         for shard in manifest["shards"]]
+  ids = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+  if len(ids) != manifest["count"]:
+    raise ConfigError(f"{codes_dir} holds {len(ids)} codes; {MANIFEST} says "
+                      f"{manifest['count']}.")
+  if len(ids) and np.any(ids[1:] == ids[:-1]):
+    raise ConfigError(f"Repeated ids in the shards of {codes_dir}.")
+  width = codes_lib.num_bytes(manifest["bits"])
+  num_classes = len(manifest["class_names"])
+
+  def batches():
+    for shard in manifest["shards"]:
+      table = _read_shard(codes_dir, shard, COLUMNS)
+      code = table.column("code").combine_chunks()
+      raw = np.frombuffer(code.buffers()[2], np.uint8) if len(code) else (
+          np.zeros(0, np.uint8))
+      offsets = np.frombuffer(code.buffers()[1], np.int32)[
+          code.offset:code.offset + len(code) + 1]
+      if np.any(np.diff(offsets) != width):
+        raise ConfigError(f"The codes at {codes_dir} are not all {width} "
+                          f"bytes ({manifest['bits']} bits).")
+      packed = checks.packed_codes(
+          raw[offsets[0]:offsets[-1]].reshape(len(code), width),
+          manifest["bits"], f"codes of {codes_dir}")
+      labels = table.column("labels").combine_chunks()
+      flat = labels.flatten().to_numpy(zero_copy_only=False)
+      if len(flat) != len(code) * num_classes:
+        raise ConfigError(f"The labels at {codes_dir} are not all "
+                          f"{num_classes} wide (one per class name).")
+      rows = np.searchsorted(ids, table.column("id").to_numpy())
+      yield (rows, table.column("source").combine_chunks(), packed,
+             flat.astype(np.uint8).reshape(len(code), num_classes))
+
+  return manifest, ids, batches()
+
+
 def read_codes(codes_dir):
-  """Every code of a codes directory, in id order.
+  """Every code of a codes directory, in id order (stream_codes, gathered).
 
   Returns:
     (manifest, ids int64 [N], sources str [N], packed uint8
     [N, ceil(K/8)], labels uint8 [N, C]).
 
   Raises:
-    ConfigError: no manifest, shards other than it lists, a shard whose
-      rows differ from its count, codes of another width or with padding
-      bits set (dhe_tf.core.checks.packed_codes), repeated ids.
+    ConfigError: as stream_codes.
   """
-  import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  manifest = read_manifest(codes_dir)
-  _check_shards(codes_dir, manifest)
+  manifest, ids, batches = stream_codes(codes_dir)
   width = codes_lib.num_bytes(manifest["bits"])
-  tables = []
-  for shard in manifest["shards"]:
-    with tf.io.gfile.GFile(join(codes_dir, shard["file"]), "rb") as f:
-      table = pq.read_table(pa.BufferReader(f.read()), columns=list(COLUMNS))
-    if table.num_rows != shard["rows"]:
-      raise ConfigError(f"{shard['file']} of {codes_dir} holds "
-                        f"{table.num_rows} rows; {MANIFEST} says "
-                        f"{shard['rows']}.")
-    tables.append(table)
-  ids = np.concatenate([t.column("id").to_numpy() for t in tables]
-                       ) if tables else np.zeros(0, np.int64)
-  order = np.argsort(ids, kind="stable")
-  ids = ids[order]
-  if len(ids) != manifest["count"]:
-    raise ConfigError(f"{codes_dir} holds {len(ids)} codes; {MANIFEST} says "
-                      f"{manifest['count']}.")
-  if len(ids) and np.any(ids[1:] == ids[:-1]):
-    raise ConfigError(f"Repeated ids in the shards of {codes_dir}.")
-  sources = np.array([s for t in tables for s in t.column("source")
-                      .to_pylist()], dtype=str)[order]
-  raw = b"".join(b for t in tables for b in t.column("code").to_pylist())
-  if len(raw) != len(ids) * width:
-    raise ConfigError(f"The codes at {codes_dir} are not all {width} bytes "
-                      f"({manifest['bits']} bits).")
-  packed = checks.packed_codes(
-      np.frombuffer(raw, np.uint8).reshape(len(ids), width)[order],
-      manifest["bits"], f"codes of {codes_dir}")
-  num_classes = len(manifest["class_names"])
-  labels = np.array([row for t in tables for row in t.column("labels")
-                     .to_pylist()], np.uint8).reshape(len(ids), num_classes)
-  return manifest, ids, sources, packed, labels[order]
+  packed = np.zeros((len(ids), width), np.uint8)
+  labels = np.zeros((len(ids), len(manifest["class_names"])), np.uint8)
+  sources = np.zeros(len(ids), object)
+  for rows, batch_sources, batch_packed, batch_labels in batches:
+    packed[rows], labels[rows] = batch_packed, batch_labels
+    sources[rows] = batch_sources.to_pylist()
+  return manifest, ids, sources.astype(str), packed, labels
 
 
 def read_rejects(codes_dir):

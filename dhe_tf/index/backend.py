@@ -2,7 +2,8 @@
 
 A backend is one class, a subclass of `Backend`, registered by name in
 dhe_tf.index.BACKENDS. dhe_tf.index does everything that is the same for
-all of them (checks, codes.npz, index.json, the atomic rename); a backend
+all of them (checks, the codes, sources and labels, index.json, the atomic
+rename: dhe_tf.index.builder); a backend
 only stores packed codes and searches them, results ordered by (distance,
 id):
 

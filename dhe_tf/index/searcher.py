@@ -12,6 +12,8 @@ from the Run it gives: the model, its fingerprint, the dataset part checked
 against the run's split.
 """
 
+import time
+
 import numpy as np
 
 from dhe_tf.core import checks
@@ -38,10 +40,10 @@ def _encode_part(run, part, batch_size):
   return codes, sources, labels, data.class_names
 
 
-def _from_codes(model_dir, codes_dir):
-  """(packed, bits, fingerprint, sources, labels, class names) of shards,
-  in id order, after checking that the run's model made them."""
-  manifest, _, sources, packed, labels = code_shards.read_codes(codes_dir)
+def _from_codes(model_dir, codes_dir, index_path, backend, settings):
+  """Indexes the code shards at `codes_dir` in id order, a shard at a time,
+  after checking that the run's model made them; returns the manifest."""
+  manifest, ids, batches = code_shards.stream_codes(codes_dir)
   if model_dir:
     run = run_dir.load_run(model_dir)
     checks.same_model(made=f"the codes at {codes_dir} were made",
@@ -50,17 +52,23 @@ def _from_codes(model_dir, codes_dir):
                       model=f"the model of {run.path}", model_bits=run.bits,
                       model_fingerprint=run.fingerprint,
                       remedy="encode them again with its export")
-  if not len(packed):
+  if not len(ids):
     raise ConfigError(f"The codes at {codes_dir} hold no code "
                       f"({manifest['rejects']} rejects).")
-  return (packed, manifest["bits"], manifest["fingerprint"], sources,
-          labels if labels.shape[1] else None, manifest["class_names"]
-          if labels.shape[1] else ())
+  class_names = manifest["class_names"]
+  with index_lib.Builder(index_path, count=len(ids), bits=manifest["bits"],
+                         fingerprint=manifest["fingerprint"],
+                         class_names=class_names, with_sources=True,
+                         backend=backend, settings=settings) as builder:
+    for rows, sources, packed, labels in batches:
+      builder.write(rows, packed, sources,
+                    labels if class_names else None)
+  return builder.manifest
 
 
 def build_index(model_dir, index_path, *, images=(), part="database",
-                from_codes=None, backend="faiss", settings=None,
-                batch_size=256):
+                from_codes=None, backend=index_lib.DEFAULT_BACKEND,
+                settings=None, batch_size=256):
   """Encodes a run's dataset part, or image files, into an index; or
   indexes the code shards of dhe_tf.encode without encoding.
 
@@ -84,12 +92,7 @@ def build_index(model_dir, index_path, *, images=(), part="database",
   if from_codes:
     if images:
       raise ConfigError("Give --from_codes or --images, not both.")
-    packed, bits, fingerprint, sources, labels, class_names = _from_codes(
-        model_dir, from_codes)
-    return index_lib.build(index_path, packed, bits=bits,
-                           fingerprint=fingerprint, sources=sources,
-                           labels=labels, class_names=class_names,
-                           backend=backend, settings=settings)
+    return _from_codes(model_dir, from_codes, index_path, backend, settings)
   run = run_dir.load_run(model_dir)
   if images:
     paths = inference.image_paths(images)
@@ -127,11 +130,19 @@ def _query_codes(index, *, model_dir, images, codes, batch_size):
   return paths, codes_lib.pack(codes)
 
 
-def _neighbor(index, rank, item, distance):
-  names = [name for name, on in zip(index.class_names, index.labels[item])
-           if on]
-  return {"rank": rank, "id": int(item), "distance": int(distance),
-          "source": index.source(item), "labels": names}
+def _neighbors(index, ids, distances):
+  """[{"rank", "id", "distance", "source", "labels"}] of one query's hits,
+  reading the sources and labels of these ids only; id -1 (an approximate
+  backend's empty place) left out."""
+  ids, distances = np.asarray(ids), np.asarray(distances)
+  found = ids >= 0
+  ids, distances = ids[found], distances[found]
+  labels = index.labels_of(ids)
+  return [{"rank": rank, "id": int(item), "distance": int(distance),
+           "source": index.source(item),
+           "labels": [name for name, on in zip(index.class_names, row) if on]}
+          for rank, (item, distance, row) in enumerate(
+              zip(ids, distances, labels), 1)]
 
 
 def search_packed(index, queries, *, k=10, radius=None):
@@ -153,10 +164,7 @@ def search_packed(index, queries, *, k=10, radius=None):
     rows = zip(*index.search(queries, k))
   else:
     rows = index.radius_search(queries, radius)
-  return [[_neighbor(index, rank, item, distance)
-           for rank, (item, distance) in
-           enumerate(((i, d) for i, d in zip(ids, distances) if i >= 0), 1)]
-          for ids, distances in rows]
+  return [_neighbors(index, ids, distances) for ids, distances in rows]
 
 
 def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
@@ -191,6 +199,24 @@ def query_index(index_path, *, model_dir=None, images=(), codes=(), k=10,
     mode = {"k": int(k)} if radius is None else {"radius": int(radius)}
     return {"index": index_path, "bits": index.bits, **mode,
             "results": results}
+
+
+def verify_index(index_path):
+  """Checks every byte of the index at `index_path` against index.json
+  (opening checks sizes and samples only: dhe_tf.index.checksums).
+
+  Returns:
+    One line: what was checked, its size and the time it took.
+
+  Raises:
+    DamagedIndexError: a file that does not match; the message names it.
+  """
+  start = time.perf_counter()
+  manifest = index_lib.read_manifest(index_path, verify="full")
+  size = sum(entry["bytes"] for entry in manifest["files"].values())
+  return (f"{index_path}: {manifest['count']:,} codes, "
+          f"{len(manifest['files'])} files, every byte matches index.json "
+          f"({size / 1e6:,.1f} MB in {time.perf_counter() - start:.1f} s)")
 
 
 def format_table(found):
