@@ -12,6 +12,9 @@ index once (refusing an index of another model or a damaged one, one line,
 exit status 2), and never writes to the index. After `dhe_tf.search build`
 has rebuilt the index, `curl -X POST http://127.0.0.1:8080/v1/reload` or
 `kill -HUP <pid>` makes it serve the new one without dropping a request.
+The reload endpoint answers only clients on this machine (loopback) unless
+--remote_reload says otherwise: a reload re-reads and re-verifies the whole
+index, which no client elsewhere should be able to repeat at will.
 The API is in dhe_tf.service.http_api (and at /docs); the engine, which tests call
 in-process, in dhe_tf.service.
 """
@@ -49,6 +52,9 @@ flags.DEFINE_integer("max_k", service_lib.MAX_K,
                      "search.")
 flags.DEFINE_integer("max_batch", 64, "The most concurrent images encoded "
                      "in one model call (1: one call per image).")
+flags.DEFINE_boolean("remote_reload", False, "Let clients on other machines "
+                     "call POST /v1/reload; by default only loopback clients "
+                     "(127.0.0.0/8, ::1) may. SIGHUP reloads either way.")
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning",
                                            "error"], "uvicorn's log level.")
 flags.mark_flag_as_required("index")
@@ -83,7 +89,8 @@ def main(argv):
         FLAGS.index, model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
         data_dir=FLAGS.data_dir, image_root=FLAGS.image_root,
         max_k=FLAGS.max_k, max_upload_bytes=FLAGS.max_upload_bytes,
-        max_pixels=FLAGS.max_pixels, max_batch=FLAGS.max_batch)
+        max_pixels=FLAGS.max_pixels, max_batch=FLAGS.max_batch,
+        remote_reload=FLAGS.remote_reload)
   _reload_on_hangup(service)
   print(f"dhe_tf.serve: {FLAGS.index} ({service.info()['count']} codes) on "
         f"http://{FLAGS.host}:{FLAGS.port}/", flush=True)

@@ -2,8 +2,11 @@
 reader is handed, its fingerprint computed once, its data checked against the
 split the run recorded."""
 
+import os
 import shutil
+import stat
 
+import numpy as np
 import pytest
 
 from dhe_tf.core.errors import ConfigError
@@ -73,3 +76,22 @@ def test_held_out_images_are_checked_against_the_recorded_split(small_run,
   with pytest.raises(ConfigError, match="The validation images of embedded "
                      "differ"):
     run.held_out(data)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path, umask):
+  """Not mkstemp's 0600: a service running as another user reads them."""
+  old_umask = os.umask(umask)
+  try:
+    with open(tmp_path / "plain.txt", "w", encoding="utf-8") as f:
+      f.write("{}")
+    run_dir.write_json(str(tmp_path / "flags.json"), {"bits": 12})
+    run_dir.write_split(str(tmp_path / "split.npz"),
+                        {"query": np.arange(3)})
+  finally:
+    os.umask(old_umask)
+  modes = {path.name: stat.S_IMODE(os.stat(path).st_mode)
+           for path in tmp_path.iterdir()}
+  assert modes == dict.fromkeys(["plain.txt", "flags.json", "split.npz"],
+                                0o666 & ~umask)
+  assert run_dir.read_json(str(tmp_path / "flags.json")) == {"bits": 12}

@@ -62,7 +62,8 @@ def test_info_health_and_openapi(served):
       "status": "ok", "count": 100}
   info = requests.get(f"{url}/v1/info", timeout=10).json()
   manifest = index_lib.read_manifest(served["index"])
-  assert (info["bits"], info["count"], info["backend"]) == (12, 100, "faiss")
+  assert (info["bits"], info["count"], info["backend"]) == (
+      12, 100, index_lib.DEFAULT_BACKEND)
   assert info["fingerprint"] == manifest["fingerprint"]
   assert info["class_names"] == list(datasets.FASHION_MNIST_CLASSES)
   # Names, never where the files are: those go to the service's log.
@@ -242,7 +243,8 @@ def test_another_models_index_and_a_damaged_one_are_one_line(
   # dhe_tf.serve over an index of another model, dhe_tf.search query over a
   # truncated faiss.index (today's FAISS RuntimeError traceback).
   damaged = str(tmp_path / "damaged")
-  searcher.build_index(served["model_dir"], damaged, images=served["files"])
+  searcher.build_index(served["model_dir"], damaged, images=served["files"],
+                       backend="faiss")
   faiss_file = os.path.join(damaged, "faiss.index")
   with open(faiss_file, "r+b") as f:
     f.truncate(os.path.getsize(faiss_file) - 5)
@@ -274,6 +276,19 @@ def _count(url):
   return requests.get(f"{url}/v1/info", timeout=10).json()["count"]
 
 
+def _damage(index):
+  """Flips 2 bytes in the middle of the largest file index.json records (the
+  files differ by backend and format); returns its path."""
+  files = index_lib.read_manifest(index)["files"]
+  path = os.path.join(index, max(files, key=lambda f: files[f]["bytes"]))
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    flipped = bytes(255 - byte for byte in f.read(2))
+    f.seek(-2, os.SEEK_CUR)
+    f.write(flipped)
+  return path
+
+
 def test_a_rebuilt_index_is_served_without_a_restart(served):
   # Last in this module: it rebuilds the served index (and restores it).
   url, index, model_dir = served["url"], served["index"], served["model_dir"]
@@ -289,18 +304,21 @@ def test_a_rebuilt_index_is_served_without_a_restart(served):
       pool.submit(keep_searching)
     searcher.build_index(model_dir, index, images=served["files"])
     assert _count(url) == 100  # Still the old one, until reloaded.
+    # From 127.0.0.1: a loopback client may reload.
     reloaded = requests.post(f"{url}/v1/reload", timeout=60)
     assert reloaded.status_code == 200 and reloaded.json()["count"] == 4
-    # A damaged rebuild is refused; the index loaded goes on serving.
-    with open(os.path.join(index, "codes.npz"), "r+b") as f:
-      f.seek(100)
-      f.write(b"\xff\xff")
+    # A damaged rebuild is refused; the index loaded goes on serving. The
+    # answer names no path: the log has the full message.
+    damaged = _damage(index)
     refused = requests.post(f"{url}/v1/reload", timeout=60)
     assert refused.status_code == 400
     assert refused.json()["error"] == (
-        f"The index file {os.path.join(index, 'codes.npz')} does not match "
-        "its checksum in index.json (corrupt, or from another build): "
-        "rebuild the index with `python -m dhe_tf.search build`.")
+        "The reload failed (DamagedIndexError): the old index is still "
+        "served; the service log says why.")
+    assert os.sep not in refused.text and index not in refused.text
+    with open(served["log"], encoding="utf-8") as f:
+      assert (f"The index file {damaged} does not match its checksum in "
+              "index.json (corrupt, or from another build)") in f.read()
     assert _count(url) == 4
     stop[0] = True
   assert statuses and set(statuses) == {200}, set(statuses)

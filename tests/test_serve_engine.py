@@ -36,7 +36,8 @@ def engine(small_run, tmp_path_factory):
   PNG bytes of 3 embedded images)."""
   model_dir, _ = small_run
   index = str(tmp_path_factory.mktemp("engine") / "index")
-  searcher.build_index(model_dir, index, part="query")
+  # "faiss": the damaged-index cases below include its faiss.index.
+  searcher.build_index(model_dir, index, part="query", backend="faiss")
   service = service_lib.Service(index, model_dir=model_dir)
   images, _ = datasets.load_embedded_arrays()
   pngs = [tf.io.encode_png(images[i]).numpy() for i in (3, 400, 9000)]
@@ -62,26 +63,27 @@ def test_a_damaged_index_is_named_not_crashed_on(engine, tmp_path,
   cases.append((truncated, f"The index file {path} is truncated "
                 f"({size - 8:,} bytes, index.json records {size:,})"))
   corrupt = _copy(index, tmp_path / "b")
-  path = os.path.join(corrupt, "codes.npz")
+  path = os.path.join(corrupt, "codes.npy")
   with open(path, "r+b") as f:
     f.seek(os.path.getsize(path) // 2)
     f.write(b"\x00\x01\x02")
   cases.append((corrupt, f"The index file {path} does not match its checksum "
                 "in index.json (corrupt, or from another build)"))
   missing = _copy(index, tmp_path / "c")
-  os.remove(os.path.join(missing, "codes.npz"))
-  cases.append((missing, f"The index file {missing}/codes.npz is missing"))
+  os.remove(os.path.join(missing, "codes.npy"))
+  cases.append((missing, f"The index file {missing}/codes.npy is missing"))
   bad_json = _copy(index, tmp_path / "d")
   with open(os.path.join(bad_json, "index.json"), "w") as f:
-    f.write('{"format": 2, "bits": ')
+    f.write('{"format": 3, "bits": ')
   cases.append((bad_json, f"The index file {bad_json}/index.json is corrupt "
                 "(not valid JSON: "))
-  # Two builds mixed: another model's codes.npz next to this faiss.index.
+  # Two builds mixed: another model's codes.npy next to this faiss.index.
   mixed = _copy(index, tmp_path / "e")
   other = str(tmp_path / "other")
-  searcher.build_index(other_small_run[0], other, part="query")
-  shutil.copy(os.path.join(other, "codes.npz"), mixed)
-  cases.append((mixed, f"The index file {mixed}/codes.npz does not match"))
+  searcher.build_index(other_small_run[0], other, part="query",
+                       backend="faiss")
+  shutil.copy(os.path.join(other, "codes.npy"), mixed)
+  cases.append((mixed, f"The index file {mixed}/codes.npy does not match"))
   for path, message in cases:
     # dhe_tf.search query, and the service (at start and on reload).
     for open_it in (lambda p: searcher.query_index(p, codes=["0" * 12], k=3),
@@ -228,7 +230,8 @@ def test_milvus_behind_the_service_gives_the_same_answers(engine, small_run,
                     fingerprint=faiss_index.fingerprint,
                     sources=[faiss_index.source(i)
                              for i in range(len(faiss_index))],
-                    labels=faiss_index.labels,
+                    labels=faiss_index.labels_of(
+                        np.arange(len(faiss_index))),
                     class_names=faiss_index.class_names, backend="milvus")
   milvus = service_lib.Service(path, model_dir=small_run[0])
   try:
@@ -260,3 +263,102 @@ def test_the_app_closes_the_service_when_the_server_stops(engine, small_run):
 
   asyncio.run(serve_then_stop())
   assert service._index is None  # pylint: disable=protected-access
+
+
+def _damage(index):
+  """Flips 2 bytes in the middle of the largest file index.json records (the
+  files differ by backend and format); returns its path."""
+  files = index_lib.read_manifest(index)["files"]
+  path = os.path.join(index, max(files, key=lambda f: files[f]["bytes"]))
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    flipped = bytes(255 - byte for byte in f.read(2))
+    f.seek(-2, os.SEEK_CUR)
+    f.write(flipped)
+  return path
+
+
+def _call(app, method, path, client, payload=None):
+  """(status, JSON answer) of one request to the ASGI app from `client`, a
+  (host, port) or None, as uvicorn hands it over. Starlette's TestClient
+  needs httpx, which the test extra does not install."""
+  import asyncio  # pylint: disable=g-import-not-at-top
+  body = b"" if payload is None else json.dumps(payload).encode()
+  scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+           "method": method, "scheme": "http", "path": path,
+           "raw_path": path.encode(), "root_path": "", "query_string": b"",
+           "headers": [(b"host", b"service"),
+                       (b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())],
+           "client": client, "server": ("192.0.2.1", 8080)}
+  messages, sent = [], [False]
+
+  async def receive():
+    if sent[0]:
+      return {"type": "http.disconnect"}
+    sent[0] = True
+    return {"type": "http.request", "body": body, "more_body": False}
+
+  async def send(message):
+    messages.append(message)
+
+  asyncio.run(app(scope, receive, send))
+  return messages[0]["status"], json.loads(b"".join(
+      message.get("body", b"") for message in messages[1:]))
+
+
+def test_reload_answers_loopback_clients_only(engine):
+  from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
+  service, _, _ = engine
+  app = http_api.create_app(service)
+  for client in (("127.0.0.1", 50000), ("127.8.9.10", 1), ("::1", 1),
+                 ("::ffff:127.0.0.1", 1)):
+    status, answer = _call(app, "POST", "/v1/reload", client)
+    assert (status, answer["count"]) == (200, 100), client
+  # Another machine, Starlette's TestClient ("testclient"), no address.
+  for client in (("10.0.0.5", 1234), ("192.0.2.1", 1), ("::ffff:10.0.0.5", 1),
+                 ("2001:db8::1", 1), ("testclient", 50000), None):
+    status, answer = _call(app, "POST", "/v1/reload", client)
+    assert (status, answer) == (403, {"error": http_api.RELOAD_REFUSED})
+    # The service goes on serving that client.
+    assert _call(app, "GET", "/healthz", client) == (
+        200, {"status": "ok", "count": 100})
+    status, found = _call(app, "POST", "/v1/search", client,
+                          {"code": "0" * 12, "k": 3})
+    assert status == 200 and len(found["results"]) == 3
+  assert http_api.RELOAD_REFUSED == (
+      "POST /v1/reload answers only clients on the service's machine "
+      "(loopback): reload with `kill -HUP <pid>` of dhe_tf.serve or a "
+      "request to 127.0.0.1, or start dhe_tf.serve with --remote_reload.")
+  description = _call(app, "GET", "/openapi.json", None)[1]["paths"][
+      "/v1/reload"]["post"]["description"]
+  assert "Loopback only by default" in description
+  assert "--remote_reload" in description
+
+
+def test_remote_reload_opens_it_and_a_failed_reload_names_no_path(
+    engine, small_run, tmp_path, caplog):
+  from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
+  _, index, _ = engine
+  copy = _copy(index, tmp_path)
+  service = service_lib.Service(copy, model_dir=small_run[0],
+                                remote_reload=True)
+  try:
+    app = http_api.create_app(service)
+    remote = ("10.0.0.5", 1234)
+    status, answer = _call(app, "POST", "/v1/reload", remote)
+    assert (status, answer["count"]) == (200, 100)
+    damaged = _damage(copy)
+    with caplog.at_level("ERROR", logger="dhe_tf.service.http_api"):
+      status, answer = _call(app, "POST", "/v1/reload", remote)
+    assert (status, answer) == (400, {"error": (
+        "The reload failed (DamagedIndexError): the old index is still "
+        "served; the service log says why.")})
+    # The paths of the index and the model go to the log only.
+    (logged,) = [record.getMessage() for record in caplog.records
+                 if record.name == "dhe_tf.service.http_api"]
+    assert logged.startswith("POST /v1/reload failed: The index file "
+                             f"{damaged} does not match its checksum")
+    assert _call(app, "GET", "/healthz", remote)[0] == 200
+  finally:
+    service.close()

@@ -9,9 +9,10 @@
                         run is unfinished (a rerun resumes from it)
 
 Every file is written to a temporary name and renamed into place, so a crash
-never leaves a truncated file under the final name. `load_run` is the one
-place that reads a finished run back: evaluation, export, search and the
-service go through it, never through the trainer. It reads the model and
+never leaves a truncated file under the final name; it gets the mode the umask
+gives a new file (0644 under umask 022), as a plain open() would. `load_run`
+is the one place that reads a finished run back: evaluation, export, search
+and the service go through it, never through the trainer. It reads the model and
 the configuration once; the `Run` it returns computes the model's
 fingerprint on first use and loads the dataset only for a reader that asks
 (`Run.data`), checked against RUN/split.npz (`check_split`).
@@ -22,6 +23,7 @@ import datetime
 import functools
 import json
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -111,10 +113,18 @@ def remove_created(created):
 
 
 def _replace_into(path, write):
+  """Calls write(tmp) on a new file next to `path`, then renames it there.
+
+  The temporary file is created with mode 0666 for the umask to cut down, as
+  open() does: mkstemp's 0600 would leave every file written here unreadable
+  to other users (a service running as another user reads flags.json and an
+  index's index.json) while its neighbours are 0644 under umask 022.
+  """
   directory, name = os.path.split(path)
   stem, suffix = os.path.splitext(name)
-  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=directory)
-  os.close(fd)
+  # O_EXCL on a random name: what mkstemp does, but with open()'s mode.
+  tmp = os.path.join(directory, f".{stem}.{secrets.token_hex(8)}{suffix}")
+  os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
   try:
     write(tmp)
     os.replace(tmp, path)

@@ -137,6 +137,9 @@ class Service:
     max_k: the largest k, and the most results a radius search returns.
     max_upload_bytes, max_pixels: the largest image accepted.
     max_batch: the most images per model call.
+    remote_reload: whether clients beyond loopback may reload the index over
+      HTTP (POST /v1/reload, dhe_tf.service.http_api); the engine keeps it
+      with the other settings of the service and does not use it itself.
 
   Raises:
     ConfigError: a bad model or index, or an index of another model.
@@ -145,7 +148,7 @@ class Service:
   def __init__(self, index_path, *, model_dir=None, export_dir=None,
                data_dir=None, image_root=None, max_k=MAX_K,
                max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS,
-               max_batch=64):
+               max_batch=64, remote_reload=False):
     check_limits(max_k=max_k, max_upload_bytes=max_upload_bytes,
                  max_pixels=max_pixels, max_batch=max_batch)
     self.index_path = index_path
@@ -153,6 +156,7 @@ class Service:
     self.max_k = max_k
     self.max_upload_bytes = max_upload_bytes
     self.max_pixels = max_pixels
+    self.remote_reload = bool(remote_reload)
     self.model = load_model(model_dir=model_dir, export_dir=export_dir)
     self.thumbnails = service_images.Thumbnails(
         data_dir=data_dir or self.model.data_dir,
@@ -210,9 +214,16 @@ class Service:
       _LOG.info("Reloaded %s: %d codes", self.index_path, len(self._index))
       return self.info()
 
+  @property
+  def loaded(self):
+    """Whether an index is open: a reload that fails after letting the old
+    one go (it is closed before the new one opens) leaves none."""
+    return self._index is not None
+
   def _current(self):
     if self._index is None:
-      raise RequestError(f"No index is loaded: rebuild {self.index_path} and "
+      # The index's name, not its path: clients never learn where files are.
+      raise RequestError(f"No index is loaded: rebuild {self.index_name} and "
                          "reload.", 503)
     return self._index
 

@@ -6,7 +6,8 @@
                            query parameters)
     GET  /v1/images/{id}   the thumbnail (PNG) of indexed code `id`
     GET  /v1/info          bits, model fingerprint, backend, number of codes
-    POST /v1/reload        open the index again after a rebuild
+    POST /v1/reload        open the index again after a rebuild (loopback
+                           clients only, unless --remote_reload)
     GET  /healthz          200 while an index is loaded
     GET  /openapi.json, /docs
 
@@ -20,6 +21,7 @@ any of it is parsed.
 import base64
 import binascii
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -39,6 +41,10 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 _LOG = logging.getLogger("dhe_tf.service.http_api")
 # Room for the multipart headers and the JSON fields around an image.
 _OVERHEAD = 64 * 1024
+RELOAD_REFUSED = ("POST /v1/reload answers only clients on the service's "
+                  "machine (loopback): reload with `kill -HUP <pid>` of "
+                  "dhe_tf.serve or a request to 127.0.0.1, or start "
+                  "dhe_tf.serve with --remote_reload.")
 
 
 def _error(status, message):
@@ -254,12 +260,58 @@ def _add_search(app, service):
         service.search, image=image, code=code, k=k, radius=radius)
 
 
+def is_loopback(host):
+  """Whether a client address is on this machine: 127.0.0.0/8, ::1 or
+  127.x.y.z mapped into IPv6. A name ("testclient") or no address is not:
+  the check fails closed."""
+  try:
+    address = ipaddress.ip_address(host)
+  except ValueError:
+    return False
+  return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def _add_reload(app, service):
+  """POST /v1/reload, for loopback clients unless service.remote_reload.
+
+  Reloading re-reads and re-verifies the whole index, so a client elsewhere
+  could keep the service busy with it; SIGHUP (dhe_tf.serve) always reloads.
+  """
+  @app.post("/v1/reload", responses={
+      400: {"model": ErrorResponse,
+            "description": "The new index is damaged or of another model"},
+      403: {"model": ErrorResponse,
+            "description": "Not a loopback client, without --remote_reload"}})
+  def reload(request: fastapi.Request):
+    """Opens the index again, after `dhe_tf.search build` replaced it.
+
+    Loopback only by default: clients beyond 127.0.0.0/8 and ::1 get 403
+    unless dhe_tf.serve runs with --remote_reload (SIGHUP reloads too). A
+    damaged or mismatched new index is refused (400) and the old one goes on
+    serving; the service log says why.
+    """
+    host = request.client.host if request.client else None
+    if not (service.remote_reload or is_loopback(host)):
+      _LOG.info("POST /v1/reload refused to %s: not loopback", host)
+      raise RequestError(RELOAD_REFUSED, 403)
+    try:
+      return service.reload()
+    except ConfigError as e:
+      # The message names the index's and the model's paths: logged only.
+      _LOG.error("POST /v1/reload failed: %s", e)
+      served = ("the old index is still served" if service.loaded
+                else "no index is loaded")
+      raise RequestError(f"The reload failed ({type(e).__name__}): {served}; "
+                         "the service log says why.", 400) from e
+
+
 def create_app(service):
   """The FastAPI application over a dhe_tf.service.engine.Service.
 
-  The service is closed (its batcher joined, its index closed) when the
-  server shuts down: uvicorn re-raises SIGTERM once it has stopped, so code
-  after `uvicorn.run` would never run.
+  Its settings (the upload limit, remote_reload) are the service's, as
+  dhe_tf.serve's flags set them. The service is closed (its batcher joined,
+  its index closed) when the server shuts down: uvicorn re-raises SIGTERM
+  once it has stopped, so code after `uvicorn.run` would never run.
   """
   @contextlib.asynccontextmanager
   async def lifespan(_):
@@ -272,6 +324,7 @@ def create_app(service):
       version="1", lifespan=lifespan)
   _add_error_handlers(app)
   _add_search(app, service)
+  _add_reload(app, service)
 
   @app.get("/", include_in_schema=False)
   def page():
@@ -292,10 +345,5 @@ def create_app(service):
     """The thumbnail (PNG) of indexed code `id`, by id only."""
     return responses.Response(service.image(item), media_type="image/png",
                               headers={"Cache-Control": "max-age=60"})
-
-  @app.post("/v1/reload")
-  def reload():
-    """Opens the index again, after `dhe_tf.search build` replaced it."""
-    return service.reload()
 
   return app
