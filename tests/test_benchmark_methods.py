@@ -172,3 +172,26 @@ def test_a_rate_off_the_shared_one_is_part_of_the_settings():
       dhe, learning_rate=0.002)) == "margin=0.5 learning_rate=0.002"
   dlbhc = config_lib.TrainConfig(method="dlbhc", learning_rate=shared)
   assert _BENCHMARK.describe(dlbhc) == f"learning_rate={shared}"
+
+
+def test_a_splits_protocol_draws_a_class_split_per_seed(tmp_path):
+  flags.FLAGS(["benchmark_methods", "--dataset=fashion_mnist",
+               f"--data_dir={tmp_path}", f"--flags_dir={tmp_path}"])
+  try:
+    assert _BENCHMARK.split_protocol("unseen_splits") == ("unseen", True)
+    assert _BENCHMARK.split_protocol("unseen") == ("unseen", False)
+    configs = {seed: _BENCHMARK.run_config("dhe", "unseen_splits", 12, seed)
+               for seed in range(5)}
+    splits = {seed: _BENCHMARK.seen_classes(config)
+              for seed, config in configs.items()}
+    assert all(c.protocol == "unseen" and c.split_seed == c.seed == seed
+               for seed, c in configs.items())
+    # Five different splits of 7 seen classes out of 10; split 0 is the
+    # plain protocol's, whatever its seed.
+    assert len(set(splits.values())) == 5
+    assert all(len(s.split()) == 7 for s in splits.values())
+    plain = _BENCHMARK.run_config("dhe", "unseen", 12, 3)
+    assert plain.split_seed == 0
+    assert _BENCHMARK.seen_classes(plain) == splits[0] == "2 3 4 5 6 7 9"
+  finally:
+    flags.FLAGS.unparse_flags()

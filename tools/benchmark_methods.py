@@ -9,13 +9,19 @@ flagfile `FLAGS_DIR/<dataset>_<method>.flags`, which `--tune` writes.
 
     # The benchmark of docs/benchmark.md: all 70,000 Fashion-MNIST images, 8 methods, on
     # 1k5k (3 seeds at 12 and 32 bits, 1 at 24 and 48) and on unseen classes
-    # (3 seeds at 12 and 32 bits): ~110 runs of ~3 min on 2 cores. Resumable:
-    # run it again with the same --out_dir to go on.
+    # (3 seeds on one class split, and 5 class splits, at 12 and 32 bits):
+    # ~190 runs of ~3 min on 2 cores. Resumable: run it again with the same
+    # --out_dir to go on.
     python tools/benchmark_methods.py --out_dir=runs/benchmark
     # Fair tuning first (same budget per method, validation split only):
     python tools/benchmark_methods.py --tune --out_dir=runs/tuning
     # Smoke check (2 epochs, first seed, 12 bits, 1k5k):
     python tools/benchmark_methods.py --quick --grid=1k5k:12:0
+
+A grid protocol PROTOCOL_splits runs PROTOCOL with a class split per seed
+(--split_seed = --seed); plain PROTOCOL keeps split 0 for every seed, so its
+seeds vary the initialisation only. Both kinds of rows live side by side in
+results.csv under their grid name.
 
 Writes into --out_dir: results.csv (one row per run), results.md (per
 protocol: mean ± sd of mAP, P@H≤2, classifier accuracy, distinct database
@@ -40,6 +46,7 @@ import keras
 
 from dhe_tf.runs import config as config_lib
 from dhe_tf.core import errors
+from dhe_tf.data import datasets
 from dhe_tf.evaluation import evaluator
 from dhe_tf.training import methods
 from dhe_tf.training import trainer
@@ -52,7 +59,8 @@ flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
                     "dataset-fashion-mnist by default).")
 flags.DEFINE_list("methods", list(methods.METHODS), "Methods to compare.")
 flags.DEFINE_multi_string(
-    "grid", ["1k5k:12,32:0,1,2", "1k5k:24,48:0", "unseen:12,32:0,1,2"],
+    "grid", ["1k5k:12,32:0,1,2", "1k5k:24,48:0", "unseen:12,32:0,1,2",
+             "unseen_splits:12,32:0,1,2,3,4"],
     "Runs, as PROTOCOL:BITS:SEEDS (comma-separated lists); repeat the flag "
     "for several. Every method runs every entry.")
 flags.DEFINE_integer("epochs", 0, "Epochs of every run; 0 = the flagfiles'.")
@@ -102,7 +110,17 @@ _RECORDED = ("method", "method_params", "sampler", "classes_per_batch",
 _COLUMNS = ("protocol", "method", "bits", "seed", "mAP", "validation_mAP",
             "p_h2", "classifier_accuracy", "distinct_database_codes",
             "epochs", "train_seconds", "wall_seconds", "settings",
-            "validation_curve")
+            "validation_curve", "seen_classes")
+# A grid protocol with this suffix draws a class split per seed.
+SPLITS_SUFFIX = "_splits"
+
+
+def split_protocol(name):
+  """(the dataset protocol, whether the split follows the seed) of a grid
+  protocol name: "unseen_splits" → ("unseen", True)."""
+  if name.endswith(SPLITS_SUFFIX):
+    return name[:-len(SPLITS_SUFFIX)], True
+  return name, False
 
 
 def flagfile_path(flags_dir, dataset, method):
@@ -130,7 +148,7 @@ def base_config(method, protocol, *, use_flagfile=True):
   path = flagfile_path(FLAGS.flags_dir, FLAGS.dataset, method)
   if use_flagfile and os.path.exists(path):
     values.update(config_lib.read_flagfile(path))
-  values.update(dataset=FLAGS.dataset, protocol=protocol,
+  values.update(dataset=FLAGS.dataset, protocol=split_protocol(protocol)[0],
                 data_dir=FLAGS.data_dir, method=method)
   if FLAGS.quick:
     values["epochs"] = 2
@@ -177,16 +195,35 @@ def describe(config):
   return " ".join(parts) or "defaults"
 
 
-def _row(config, results):
+def run_config(method, protocol, bits, seed):
+  """The TrainConfig of one grid run; a PROTOCOL_splits run's split seed is
+  its seed."""
+  config = dataclasses.replace(base_config(method, protocol), bits=bits,
+                               seed=seed)
+  if split_protocol(protocol)[1]:
+    config = dataclasses.replace(config, split_seed=seed)
+  return config
+
+
+def seen_classes(config):
+  """The class ids `config` trains on, space-separated; "" when its protocol
+  holds no class out."""
+  return " ".join(map(str, datasets.resolve_seen_classes(
+      config.dataset, config.protocol, config.seen_classes,
+      split_seed=config.split_seed, data_dir=config.data_dir)))
+
+
+def _row(protocol, config, results):
   return dict(
-      protocol=config.protocol, method=config.method, bits=config.bits,
+      protocol=protocol, method=config.method, bits=config.bits,
       seed=config.seed, mAP=results["mAP"],
       validation_mAP=results.get("validation_mAP"), p_h2=results["P@H<=2"],
       classifier_accuracy=results.get("classifier_accuracy"),
       distinct_database_codes=results.get("distinct_database_codes"),
       epochs=config.epochs, train_seconds=results["train_seconds"],
       wall_seconds=results["wall_seconds"], settings=describe(config),
-      validation_curve=results.get("validation_curve"))
+      validation_curve=results.get("validation_curve"),
+      seen_classes=seen_classes(config))
 
 
 _KINDS = {**dict.fromkeys(("bits", "seed", "epochs",
@@ -365,13 +402,12 @@ def benchmark(out_dir, runs):
           if (p, m, b, s) not in done and not FLAGS.report_only
           and not FLAGS.rescore_validation]
   for number, (protocol, method, bits, seed) in enumerate(todo):
-    config = dataclasses.replace(base_config(method, protocol), bits=bits,
-                                 seed=seed)
+    config = run_config(method, protocol, bits, seed)
     name = run_name(protocol, method, bits, seed)
     directory = os.path.join(out_dir, "runs", name)
     shutil.rmtree(directory, ignore_errors=True)  # An unfinished run.
     results = run_one(config, directory)
-    rows.append(_row(config, results))
+    rows.append(_row(protocol, config, results))
     results_table.write_rows(path, rows, _COLUMNS)
     seconds = statistics.mean(r["wall_seconds"] for r in rows)
     left = len(todo) - number - 1
@@ -399,9 +435,14 @@ def report(out_dir, rows):
     part = [r for r in rows if r["protocol"] == protocol]
     seeds = sorted({r["seed"] for r in part})
     minutes = statistics.mean(r["wall_seconds"] for r in part) / 60
+    over = f"seeds {', '.join(map(str, seeds))}"
+    if split_protocol(protocol)[1]:
+      splits = {r["seed"]: r.get("seen_classes") for r in part}
+      over = ("class splits (split s = seed s; seen class ids: " + "; ".join(
+          f"{s}: {splits[s] or '?'}" for s in seeds) + ")")
     sections.append(
         f"### {FLAGS.dataset}, protocol {protocol}\n\nmAP@all, mean ± sd "
-        f"over seeds {', '.join(map(str, seeds))} where a cell has several; "
+        f"over {over} where a cell has several; "
         f"{part[0]['epochs']} epochs, {len(part)} runs of {minutes:.1f} min "
         "on average. Bold: best mean per code length.\n\n" +
         summary_table(part) + "\nDHE minus each method, paired by seed "
