@@ -6,8 +6,14 @@ r"""Load on the search service (python -m dhe_tf.serve), on loopback only.
 
 1. Encodes all 70,000 Fashion-MNIST images (the IDX files of --data_dir;
    without them, the 10,000 embedded ones) with the run's model into an index
-   under --work_dir, sources "fashion_mnist[i]".
-2. Starts `python -m dhe_tf.serve` on a free port of 127.0.0.1.
+   under --work_dir, sources "fashion_mnist[i]". With --num_codes larger,
+   the index holds those codes and then draws of them, each bit flipped with
+   probability --flip (learned codes at scale, as tools/benchmark_search.py
+   makes them), source "fashion_mnist[i]~" and the label of the image i drawn,
+   streamed into the index (dhe_tf.index.Builder) a chunk at a time.
+2. Starts `python -m dhe_tf.serve` on a free port of 127.0.0.1, and reports
+   how long it took to answer /healthz (TensorFlow, the model, the index) and
+   its resident memory after the load (VmRSS).
 3. For 1, 4 and 16 concurrent clients (--clients), sends code-only queries
    (JSON {"code"}) and image uploads (multipart PNG) of --queries images
    drawn from the 70,000: --requests requests per row, each row stopped
@@ -19,7 +25,11 @@ r"""Load on the search service (python -m dhe_tf.serve), on loopback only.
 Prints a table: requests/s, p50 and p99 latency (ms) per row. Bounded by
 construction (fixed request count, time limit per row) and sent to 127.0.0.1
 only. --max_batch=1 serves one model call per image, to measure what the
-batching of concurrent uploads gives.
+batching of concurrent uploads gives. --backends runs the whole load once
+per index backend, side by side on the same codes:
+
+    python tools/benchmark_service.py --model_dir=runs/dhe32 \
+        --num_codes=10000000 --backends=faiss,distinct --clients=1,16
 """
 
 import concurrent.futures
@@ -52,14 +62,44 @@ flags.DEFINE_float("time_limit", 60, "Seconds per row at most.")
 flags.DEFINE_integer("queries", 200, "Distinct query images.")
 flags.DEFINE_integer("k", 10, "Neighbors per query.")
 flags.DEFINE_integer("max_batch", 64, "dhe_tf.serve --max_batch.")
-flags.DEFINE_integer("seed", 0, "Seed of the query images' draw.")
+flags.DEFINE_integer("seed", 0, "Seed of the query images' draw (and of "
+                     "the codes drawn with --num_codes).")
+flags.DEFINE_integer("num_codes", 0, "Codes in the index: 0 = one per image;"
+                     " more: the images' codes, then draws of them with "
+                     "--flip.")
+flags.DEFINE_float("flip", 0.01, "Probability that a drawn code's bit flips.")
+flags.DEFINE_list("backends", ["distinct"], "Index backends "
+                  "(dhe_tf.index.BACKENDS), each served and loaded in turn.")
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
 
 
-def build(model_dir, data_dir, work_dir, num_queries, seed):
-  """Index of every image; returns (index path, query ids, PNG paths)."""
+_CHUNK = 1 << 20  # Codes drawn and written at a time.
+
+
+def drawn_batches(codes, class_ids, name, num_codes, flip, rng):
+  """(rows, packed, sources, labels) batches of an index of `num_codes`:
+  the codes of the images (0/1 [M, K]), then draws of them, every bit
+  flipped with probability `flip`."""
+  from dhe_tf.core import codes as codes_lib  # pylint: disable=g-import-not-at-top
+  one_hot = np.eye(10, dtype=np.uint8)
+  count = max(num_codes, len(codes))
+  for start in range(0, count, _CHUNK):
+    rows = np.arange(start, min(start + _CHUNK, count))
+    drawn = np.where(rows < len(codes), rows,
+                     rng.integers(0, len(codes), len(rows)))
+    bits = codes[drawn] ^ ((rows >= len(codes))[:, None] &
+                           (rng.random((len(rows), codes.shape[1])) < flip))
+    sources = np.char.add(np.char.add(f"{name}[", drawn.astype(str)),
+                          np.where(rows < len(codes), "]", "]~"))
+    yield rows, codes_lib.pack(bits), sources, one_hot[class_ids[drawn]]
+
+
+def build(model_dir, data_dir, work_dir, num_queries, seed, num_codes=0,
+          flip=0.01, backend="distinct"):
+  """Index of every image (and draws of them up to `num_codes`); returns
+  (index path, query PNG paths, query code strings, codes in the index)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from dhe_tf.core import codes as codes_lib  # pylint: disable=g-import-not-at-top
   from dhe_tf import index as index_lib  # pylint: disable=g-import-not-at-top
@@ -80,12 +120,16 @@ def build(model_dir, data_dir, work_dir, num_queries, seed):
       codes_lib.binarize(encoder(images[i:i + 1000].astype(np.float32),
                                  training=False))
       for i in range(0, len(images), 1000)])
-  index = os.path.join(work_dir, "index")
-  index_lib.build(index, codes_lib.pack(codes), bits=run.bits,
-                  fingerprint=inference.model_fingerprint(run.model),
-                  sources=[f"{name}[{i}]" for i in range(len(images))],
-                  labels=np.eye(10, dtype=np.uint8)[class_ids],
-                  class_names=datasets.FASHION_MNIST_CLASSES)
+  index = os.path.join(work_dir, f"index_{backend}")
+  count = max(num_codes, len(images))
+  with index_lib.Builder(
+      index, count=count, bits=run.bits,
+      fingerprint=inference.model_fingerprint(run.model),
+      class_names=datasets.FASHION_MNIST_CLASSES, with_sources=True,
+      backend=backend) as builder:
+    for batch in drawn_batches(codes, class_ids, name, num_codes, flip,
+                               np.random.default_rng(seed + 1)):
+      builder.write(*batch)
   chosen = np.random.default_rng(seed).choice(len(images), num_queries,
                                               replace=False)
   folder = os.path.join(work_dir, "queries")
@@ -96,7 +140,16 @@ def build(model_dir, data_dir, work_dir, num_queries, seed):
     with open(paths[-1], "wb") as f:
       f.write(tf.io.encode_png(images[i]).numpy())
   strings = codes_lib.to_strings(codes_lib.pack(codes[chosen]), run.bits)
-  return index, paths, strings, len(images)
+  return index, paths, strings, count
+
+
+def resident_mb(pid):
+  """VmRSS of process `pid`, MB."""
+  with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024
+  return float("nan")
 
 
 def start_service(model_dir, index, data_dir, max_batch, log):
@@ -109,11 +162,12 @@ def start_service(model_dir, index, data_dir, max_batch, log):
        f"--index={index}", f"--port={port}", f"--data_dir={data_dir}",
        f"--max_batch={max_batch}"], stdout=log, stderr=subprocess.STDOUT)
   url = f"http://127.0.0.1:{port}"
-  deadline = time.monotonic() + 300
+  start = time.monotonic()
+  deadline = start + 300
   while time.monotonic() < deadline and process.poll() is None:
     try:
       if requests.get(f"{url}/healthz", timeout=5).ok:
-        return process, url
+        return process, url, time.monotonic() - start
     except requests.ConnectionError:
       time.sleep(0.2)
   process.kill()
@@ -179,20 +233,13 @@ def compare_with_search_query(url, model_dir, index, paths, k):
   return seconds
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="benchmark_service-")
-  os.makedirs(work_dir, exist_ok=True)
-  start = time.perf_counter()
-  index, paths, strings, count = build(FLAGS.model_dir, FLAGS.data_dir,
-                                       work_dir, FLAGS.queries, FLAGS.seed)
-  print(f"Index of {count:,} codes built in "
-        f"{time.perf_counter() - start:.1f} s", flush=True)
+def serve_and_load(backend, index, paths, strings, work_dir):
+  """Starts the service over `index`, runs every load row; returns (start
+  s, RSS MB after the load, rows, seconds of dhe_tf.search query)."""
   pngs = [open(path, "rb").read() for path in paths]
-  with open(os.path.join(work_dir, "serve.log"), "w") as log:
-    process, url = start_service(FLAGS.model_dir, index, FLAGS.data_dir,
-                                 FLAGS.max_batch, log)
+  with open(os.path.join(work_dir, f"serve_{backend}.log"), "w") as log:
+    process, url, started = start_service(FLAGS.model_dir, index,
+                                          FLAGS.data_dir, FLAGS.max_batch, log)
     try:
       rows = []
       for kind in FLAGS.kinds:
@@ -200,26 +247,57 @@ def main(argv):
         for clients in map(int, FLAGS.clients):
           load(url, kind, clients, min(20, FLAGS.requests), 10, payloads,
                FLAGS.k)  # Warm-up.
-          rows.append((kind, clients, *load(
+          rows.append((backend, kind, clients, *load(
               url, kind, clients, FLAGS.requests, FLAGS.time_limit,
               payloads, FLAGS.k)))
-          print(f"{kind} × {clients}: {rows[-1][2]:.0f} requests/s",
-                flush=True)
+          print(f"{backend}: {kind} × {clients}: {rows[-1][3]:.0f} "
+                "requests/s", flush=True)
+      resident = resident_mb(process.pid)
       seconds = compare_with_search_query(url, FLAGS.model_dir, index,
                                           paths, FLAGS.k)
     finally:
       process.terminate()
       process.wait(timeout=60)
+  return started, resident, rows, seconds
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="benchmark_service-")
+  os.makedirs(work_dir, exist_ok=True)
+  rows, summary = [], []
+  for backend in FLAGS.backends:
+    start = time.perf_counter()
+    index, paths, strings, count = build(
+        FLAGS.model_dir, FLAGS.data_dir, work_dir, FLAGS.queries, FLAGS.seed,
+        FLAGS.num_codes, FLAGS.flip, backend)
+    built = time.perf_counter() - start
+    print(f"{backend}: index of {count:,} codes built in {built:.1f} s",
+          flush=True)
+    started, resident, backend_rows, seconds = serve_and_load(
+        backend, index, paths, strings, work_dir)
+    rows += backend_rows
+    summary.append((backend, built, started, resident, seconds))
+    if not FLAGS.work_dir:
+      shutil.rmtree(index, ignore_errors=True)
   print(f"\n{count:,} codes, k={FLAGS.k}, max_batch={FLAGS.max_batch}, "
         f"{os.cpu_count()} CPUs\n")
-  print("| query | clients | requests | requests/s | p50 ms | p99 ms |")
-  print("|---|---|---|---|---|---|")
-  for kind, clients, rate, p50, p99, done in rows:
-    print(f"| {kind} | {clients} | {done} | {rate:.1f} | {p50:.1f} | "
-          f"{p99:.1f} |")
-  print(f"\n`dhe_tf.search query`, one process over the {len(paths)} images:"
-        f" {seconds:.1f} s ({len(paths) / seconds:.1f} images/s, TensorFlow's "
-        "start included); the same neighbors as the service.")
+  print("| backend | build s (encoding included) | service start s (to "
+        "/healthz) | service RSS MB after the load | dhe_tf.search query, "
+        f"{len(paths)} images |")
+  print("|---|---|---|---|---|")
+  for backend, built, started, resident, seconds in summary:
+    print(f"| {backend} | {built:.1f} | {started:.1f} | {resident:,.0f} | "
+          f"{seconds:.1f} s, same neighbors as the service |")
+  print("\n| backend | query | clients | requests | requests/s | p50 ms | "
+        "p99 ms |")
+  print("|---|---|---|---|---|---|---|")
+  for backend, kind, clients, rate, p50, p99, done in rows:
+    print(f"| {backend} | {kind} | {clients} | {done} | {rate:.1f} | "
+          f"{p50:.1f} | {p99:.1f} |")
+  print("\n`dhe_tf.search query` runs one process over the query images "
+        "(TensorFlow's start included).")
   if not FLAGS.work_dir:
     shutil.rmtree(work_dir, ignore_errors=True)
 
