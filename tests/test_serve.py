@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 import image_samples
+import index_samples
 from dhe_tf.core import codes as codes_lib
 from dhe_tf import index as index_lib
 from dhe_tf.runs import run_dir
@@ -276,19 +277,6 @@ def _count(url):
   return requests.get(f"{url}/v1/info", timeout=10).json()["count"]
 
 
-def _damage(index):
-  """Flips 2 bytes in the middle of the largest file index.json records (the
-  files differ by backend and format); returns its path."""
-  files = index_lib.read_manifest(index)["files"]
-  path = os.path.join(index, max(files, key=lambda f: files[f]["bytes"]))
-  with open(path, "r+b") as f:
-    f.seek(os.path.getsize(path) // 2)
-    flipped = bytes(255 - byte for byte in f.read(2))
-    f.seek(-2, os.SEEK_CUR)
-    f.write(flipped)
-  return path
-
-
 def test_a_rebuilt_index_is_served_without_a_restart(served):
   # Last in this module: it rebuilds the served index (and restores it).
   url, index, model_dir = served["url"], served["index"], served["model_dir"]
@@ -309,7 +297,7 @@ def test_a_rebuilt_index_is_served_without_a_restart(served):
     assert reloaded.status_code == 200 and reloaded.json()["count"] == 4
     # A damaged rebuild is refused; the index loaded goes on serving. The
     # answer names no path: the log has the full message.
-    damaged = _damage(index)
+    damaged = index_samples.damage(index)
     refused = requests.post(f"{url}/v1/reload", timeout=60)
     assert refused.status_code == 400
     assert refused.json()["error"] == (

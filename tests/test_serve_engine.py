@@ -17,6 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 import image_samples
+import index_samples
 from dhe_tf.saved_model import exporter
 from dhe_tf import index as index_lib
 from dhe_tf.index import searcher
@@ -265,19 +266,6 @@ def test_the_app_closes_the_service_when_the_server_stops(engine, small_run):
   assert service._index is None  # pylint: disable=protected-access
 
 
-def _damage(index):
-  """Flips 2 bytes in the middle of the largest file index.json records (the
-  files differ by backend and format); returns its path."""
-  files = index_lib.read_manifest(index)["files"]
-  path = os.path.join(index, max(files, key=lambda f: files[f]["bytes"]))
-  with open(path, "r+b") as f:
-    f.seek(os.path.getsize(path) // 2)
-    flipped = bytes(255 - byte for byte in f.read(2))
-    f.seek(-2, os.SEEK_CUR)
-    f.write(flipped)
-  return path
-
-
 def _call(app, method, path, client, payload=None):
   """(status, JSON answer) of one request to the ASGI app from `client`, a
   (host, port) or None, as uvicorn hands it over. Starlette's TestClient
@@ -348,7 +336,7 @@ def test_remote_reload_opens_it_and_a_failed_reload_names_no_path(
     remote = ("10.0.0.5", 1234)
     status, answer = _call(app, "POST", "/v1/reload", remote)
     assert (status, answer["count"]) == (200, 100)
-    damaged = _damage(copy)
+    damaged = index_samples.damage(copy)
     with caplog.at_level("ERROR", logger="dhe_tf.service.http_api"):
       status, answer = _call(app, "POST", "/v1/reload", remote)
     assert (status, answer) == (400, {"error": (
