@@ -253,6 +253,7 @@ def test_milvus_behind_the_service_gives_the_same_answers(engine, small_run,
 
 def test_the_app_closes_the_service_when_the_server_stops(engine, small_run):
   import asyncio  # pylint: disable=g-import-not-at-top
+  pytest.importorskip("fastapi")  # The [serve] extra.
   from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
   _, index, _ = engine
   service = service_lib.Service(index, model_dir=small_run[0])
@@ -296,6 +297,7 @@ def _call(app, method, path, client, payload=None):
 
 
 def test_reload_answers_loopback_clients_only(engine):
+  pytest.importorskip("fastapi")  # The [serve] extra.
   from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
   service, _, _ = engine
   app = http_api.create_app(service)
@@ -326,6 +328,7 @@ def test_reload_answers_loopback_clients_only(engine):
 
 def test_remote_reload_opens_it_and_a_failed_reload_names_no_path(
     engine, small_run, tmp_path, caplog):
+  pytest.importorskip("fastapi")  # The [serve] extra.
   from dhe_tf.service import http_api  # pylint: disable=g-import-not-at-top
   _, index, _ = engine
   copy = _copy(index, tmp_path)
