@@ -125,8 +125,10 @@ def test_head_defaults_to_the_method_s_and_can_be_chosen():
     (dict(method="classifier_codes", hamming_classifier=2.0),
      "hamming_classifier and classifier_reads do not apply to it"),
     (dict(classifier_reads="logits"),
-     "classifier_reads is activations or codes. Received: "
+     "classifier_reads is activations, codes or features. Received: "
      "classifier_reads='logits'"),
+    (dict(classifier_reads="features", hamming_classifier=2.0),
+     "hamming_classifier scores codes; with classifier_reads=features"),
     (dict(hamming_classifier=-1.0),
      "hamming_classifier must be at least 0. Received: hamming_classifier=-1"),
 ])

@@ -141,3 +141,29 @@ def test_a_classifier_reading_codes_scores_the_binary_codes():
   kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
   np.testing.assert_allclose(
       outputs["logits"], (outputs["hash"] >= 0.5) @ kernel + bias, atol=1e-5)
+
+
+def test_a_classifier_reading_features_leaves_the_hash_layer_to_the_loss():
+  model = model_lib.build_model(backbone="small_cnn", bits=6, num_classes=3,
+                                image_shape=(16, 16, 1),
+                                classifier_reads="features")
+  images = np.random.default_rng(3).uniform(0, 255, (5, 16, 16, 1)).astype(
+      "float32")
+  features = keras.Model(model.inputs,
+                         model.get_layer("hash").input)(images)
+  dense = model.get_layer("logits")
+  kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+  assert kernel.shape == (features.shape[-1], 3)
+  np.testing.assert_allclose(model(images)["logits"],
+                             np.asarray(features) @ kernel + bias, atol=1e-4)
+  hash_layer = model.get_layer("hash")
+  with tf.GradientTape(persistent=True) as tape:
+    logits = model(images)["logits"]
+    loss = keras.losses.sparse_categorical_crossentropy(
+        tf.constant([0, 1, 2, 0, 1]), logits, from_logits=True)
+  hash_grads = tape.gradient(loss, hash_layer.trainable_weights)
+  assert all(g is None for g in hash_grads)
+  backbone_grads = tape.gradient(
+      loss, model.get_layer("backbone").trainable_weights)
+  assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+             for g in backbone_grads)

@@ -199,7 +199,7 @@ def check_backbone(backbone):
                       f"Available: {', '.join(BACKBONES)}")
 
 
-CLASSIFIER_READS = ("activations", "codes")
+CLASSIFIER_READS = ("activations", "codes", "features")
 
 
 def check_head(head, hamming_classifier=None, classifier_reads="activations"):
@@ -208,8 +208,12 @@ def check_head(head, hamming_classifier=None, classifier_reads="activations"):
   if head not in HEADS:
     raise ConfigError(f"Unknown head {head!r}. Available: {', '.join(HEADS)}")
   if classifier_reads not in CLASSIFIER_READS:
-    raise ConfigError("classifier_reads is activations or codes. Received: "
-                      f"classifier_reads={classifier_reads!r}")
+    raise ConfigError("classifier_reads is activations, codes or features. "
+                      f"Received: classifier_reads={classifier_reads!r}")
+  if classifier_reads == "features" and hamming_classifier:
+    raise ConfigError("hamming_classifier scores codes; with "
+                      "classifier_reads=features the classifier reads the "
+                      "features before the hash layer. Use one of them.")
   if head == "class_codes" and (hamming_classifier or
                                 classifier_reads != "activations"):
     raise ConfigError("head=class_codes classifies the features, not the "
@@ -217,9 +221,13 @@ def check_head(head, hamming_classifier=None, classifier_reads="activations"):
                       "apply to it.")
 
 
-def _classifier(codes, num_classes, hamming_classifier, classifier_reads):
+def _classifier(x, codes, num_classes, hamming_classifier, classifier_reads):
   # logits [B, C] of the classifier on the hash layer (the paper's dense one,
-  # or heads.HammingClassifier), reading u or, straight through, b = [u ≥ ½].
+  # or heads.HammingClassifier), reading u or, straight through, b = [u ≥ ½];
+  # or a dense one on the features x the hash layer reads (an auxiliary
+  # head: it shapes the backbone, and the hash layer gets no gradient from it).
+  if classifier_reads == "features":
+    return keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
   read = codes
   if classifier_reads == "codes":
     read = heads.StraightThrough(name="binary_codes", dtype="float32")(codes)
@@ -234,7 +242,7 @@ def _sigmoid_head(x, *, bits, num_classes, hamming_classifier,
   del multi_label  # The classifier's loss says it (objective).
   codes = keras.layers.Dense(bits, activation="sigmoid", name="hash",
                              dtype="float32")(x)
-  return codes, _classifier(codes, num_classes, hamming_classifier,
+  return codes, _classifier(x, codes, num_classes, hamming_classifier,
                             classifier_reads)
 
 
@@ -247,7 +255,7 @@ def _batchnorm_sigmoid_head(x, *, bits, num_classes, hamming_classifier,
                                       name="hash_batchnorm",
                                       dtype="float32")(z)
   codes = keras.layers.Activation("sigmoid", name="hash", dtype="float32")(z)
-  return codes, _classifier(codes, num_classes, hamming_classifier,
+  return codes, _classifier(x, codes, num_classes, hamming_classifier,
                             classifier_reads)
 
 
@@ -302,8 +310,11 @@ def build_model(*, backbone, bits, num_classes, image_shape, weights=None,
     hamming_classifier: β > 0 for logits = heads.HammingClassifier(C, β)
       (hash) instead of Dense(C)(hash), under "sigmoid" and
       "batchnorm_sigmoid"; None or 0 for the dense classifier.
-    classifier_reads: "activations" (u, the paper's) or "codes" (b = [u ≥ ½]
-      through heads.StraightThrough): what the classifier sees.
+    classifier_reads: what the classifier sees: "activations" (u, the
+      paper's), "codes" (b = [u ≥ ½] through heads.StraightThrough) or
+      "features" (logits = Dense(C)(x), beside the hash layer rather than on
+      it: classification shapes the backbone, and only the method's loss
+      trains the hash layer).
     multi_label: for "class_codes": whether several classes may be
       predicted (ClassCodewords).
 

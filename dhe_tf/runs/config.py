@@ -99,8 +99,9 @@ class TrainConfig:
       "learned code per class (dhe_tf.model.heads); 0 = a dense layer (the paper's).")
   classifier_reads: str = _field(
       "activations", "What the classifier reads: activations (u, the "
-      "paper's) or codes (b = [u ≥ ½], gradients passed to u straight "
-      "through).")
+      "paper's), codes (b = [u ≥ ½], gradients passed to u straight "
+      "through) or features (the hash layer's input: an auxiliary head that "
+      "trains the backbone, not the hash layer).")
   # The objective.
   method: str = _field(
       "dhe", "Hashing method, i.e. the loss on the hash layer: " + "; ".join(
