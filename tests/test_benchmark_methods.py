@@ -138,6 +138,18 @@ def test_unknown_method_is_one_line(tmp_path, capsys):
   assert not os.path.exists(tmp_path / "out")
 
 
+def test_a_grid_without_its_test_is_refused_before_any_run(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _run_in_process("--dataset=embedded", "--grid=tiny:6:4",
+                    "--methods=dhe", "--set=evaluate_test=false",
+                    f"--flags_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}")
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      "benchmark_methods: error: --set=evaluate_test=false: the grid reports "
+      "every run's test mAP; runs scored on validation alone are --tune's.")
+  assert not os.path.exists(tmp_path / "out")
+
+
 def test_every_tuning_setting_applies_and_the_chosen_one_reads_back(
     tmp_path):
   from dhe_tf.runs import config as config_lib  # pylint: disable=g-import-not-at-top

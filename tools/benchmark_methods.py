@@ -195,6 +195,16 @@ def describe(config):
   return " ".join(parts) or "defaults"
 
 
+def check_scored(runs):
+  """Raises ConfigError when --set turns off the test the grid reports
+  (before any run, rather than after the first one's training)."""
+  method, protocol = FLAGS.methods[0], runs[0][0]
+  if not base_config(method, protocol).evaluate_test:
+    raise ConfigError("--set=evaluate_test=false: the grid reports every "
+                      "run's test mAP; runs scored on validation alone are "
+                      "--tune's.")
+
+
 def run_config(method, protocol, bits, seed):
   """The TrainConfig of one grid run; a PROTOCOL_splits run's split seed is
   its seed."""
@@ -589,6 +599,8 @@ def main(argv):
       methods.check_method(method)
     runs = parse_grid(FLAGS.grid)
     tune_bits = _integers("tune_bits", FLAGS.tune_bits)
+    if not (FLAGS.tune or FLAGS.report_only or FLAGS.rescore_validation):
+      check_scored(runs)
     out_dir = FLAGS.out_dir or os.path.join(
         "runs", "benchmark_methods_" + time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
