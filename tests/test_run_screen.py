@@ -52,7 +52,7 @@ def test_every_committed_screen_loads_and_its_results_are_where_it_says():
            for path in _SCREENS}
   assert names == {"dhe_ablation", "own_images", *(f"dhe_research/{name}" for name in (
       "class_splits", "screen1", "screen2", "screen3", "screen4", "screen5",
-      "screen6", "transfer"))}
+      "screen6", "transfer", "one_dhe", "aux_baselines"))}
   for screen in _SCREENS:
     calls = run_screen.load_screen(screen)  # Unknown names raise.
     assert calls, screen
