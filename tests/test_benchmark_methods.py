@@ -3,26 +3,15 @@
 import contextlib
 import csv
 import dataclasses
-import importlib.util
 import io
 import json
 import os
 
 from absl import flags
 import pytest
+import tool_modules
 
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
-                     "benchmark_methods.py")
-
-
-def _load_tool():
-  spec = importlib.util.spec_from_file_location("benchmark_methods", _TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # Defines its flags in absl's FLAGS.
-  return module
-
-
-_BENCHMARK = _load_tool()
+_BENCHMARK = tool_modules.load("benchmark_methods")  # Defines its flags.
 
 
 def _run_in_process(*args):

@@ -2,19 +2,16 @@
 recall of the approximate reference, the pieces that make 10^8 codes fit."""
 
 import importlib.util
-import os
 import subprocess
 import sys
 
 import numpy as np
 
 from dhe_tf.core import codes as codes_lib
+import tool_modules
 
-_TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-_TOOL = os.path.join(_TOOLS, "benchmark_search.py")
-_spec = importlib.util.spec_from_file_location("benchmark_search", _TOOL)
-benchmark_search = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark_search)  # Defines no flags: only main does.
+_TOOL = tool_modules.path("benchmark_search")
+benchmark_search = tool_modules.load("benchmark_search")  # Defines no flags.
 
 _EXACT = ("numpy", "faiss", "distinct", "milvus")
 

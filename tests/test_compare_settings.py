@@ -1,28 +1,16 @@
 """tools/compare_settings.py: paired variants, the table, resume, refusals."""
 
 import csv
-import importlib.util
-import os
 
 import pytest
 
 from dhe_tf.core.errors import ConfigError
+import tool_modules
 
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
-                     "compare_settings.py")
+_COMPARE = tool_modules.load("compare_settings")  # Defines no flags.
 _COMMON = ("--dataset=embedded --protocol=tiny --backbone=small_cnn "
            "--fc_units=8 --epochs=1 --jit_compile=false "
            "--validation_fraction=0.2 --validation_every=1 --method=dhe")
-
-
-def _load_tool():
-  spec = importlib.util.spec_from_file_location("compare_settings", _TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # Defines no flags: only main does.
-  return module
-
-
-_COMPARE = _load_tool()
 
 
 def test_two_variants_write_paired_rows_and_resume(tmp_path, capsys):

@@ -1,18 +1,13 @@
 """tools/decompose_map.py: its decomposition against dhe_tf.evaluation.metrics."""
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
 from dhe_tf.evaluation import metrics
+import tool_modules
 
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
-                     "decompose_map.py")
-_spec = importlib.util.spec_from_file_location("decompose_map", _TOOL)
-decompose_map = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(decompose_map)  # Defines no flags: only main does.
+decompose_map = tool_modules.load("decompose_map")  # Defines no flags.
 
 
 def _outputs(rng, count, bits=6, classes=3):

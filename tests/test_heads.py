@@ -130,29 +130,31 @@ def test_straight_through_is_the_code_forward_and_identity_backward():
                                 np.repeat(weights.numpy(), 2, axis=0))
 
 
-def test_a_classifier_reading_codes_scores_the_binary_codes():
+def _classifier_model(classifier_reads, seed):
+  """A 6-bit, 3-class small_cnn model whose classifier reads
+  `classifier_reads`, 5 random images [5, 16, 16, 1], and the classifier's
+  (kernel, bias)."""
   model = model_lib.build_model(backbone="small_cnn", bits=6, num_classes=3,
                                 image_shape=(16, 16, 1),
-                                classifier_reads="codes")
-  images = np.random.default_rng(2).uniform(0, 255, (5, 16, 16, 1)).astype(
-      "float32")
-  outputs = model.predict(images, verbose=0)
+                                classifier_reads=classifier_reads)
+  images = np.random.default_rng(seed).uniform(
+      0, 255, (5, 16, 16, 1)).astype("float32")
   dense = model.get_layer("logits")
-  kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+  return model, images, tuple(keras.ops.convert_to_numpy(w)
+                              for w in dense.weights)
+
+
+def test_a_classifier_reading_codes_scores_the_binary_codes():
+  model, images, (kernel, bias) = _classifier_model("codes", seed=2)
+  outputs = model.predict(images, verbose=0)
   np.testing.assert_allclose(
       outputs["logits"], (outputs["hash"] >= 0.5) @ kernel + bias, atol=1e-5)
 
 
 def test_a_classifier_reading_features_leaves_the_hash_layer_to_the_loss():
-  model = model_lib.build_model(backbone="small_cnn", bits=6, num_classes=3,
-                                image_shape=(16, 16, 1),
-                                classifier_reads="features")
-  images = np.random.default_rng(3).uniform(0, 255, (5, 16, 16, 1)).astype(
-      "float32")
+  model, images, (kernel, bias) = _classifier_model("features", seed=3)
   features = keras.Model(model.inputs,
                          model.get_layer("hash").input)(images)
-  dense = model.get_layer("logits")
-  kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
   assert kernel.shape == (features.shape[-1], 3)
   np.testing.assert_allclose(model(images)["logits"],
                              np.asarray(features) @ kernel + bias, atol=1e-4)

@@ -1,25 +1,14 @@
 """tools/scenario_table.py: the seen / new / unknown table and the rules'
 rank agreement, on hand-made results files."""
 
-import importlib.util
 import os
 
 import pytest
 
 import results_table
+import tool_modules
 
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
-                     "scenario_table.py")
-
-
-def _load_tool():
-  spec = importlib.util.spec_from_file_location("scenario_table", _TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # Defines no flags: only main does.
-  return module
-
-
-_TABLE = _load_tool()
+_TABLE = tool_modules.load("scenario_table")  # Defines no flags.
 
 
 def _benchmark_row(protocol, method, seed, test, validation):
